@@ -1,0 +1,1 @@
+"""Corpus preparation scripts (importable from the repository root)."""

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Prepare speechocean762 (OpenSLR 101) for speaker profiling.
+
+Reads the Kaldi-style corpus folder, as published (``WAVE/SPEAKERxxxx/*.WAV``) or as the
+8 kHz FLAC copy (``*.flac``): ``train/`` and ``test/`` with ``wav.scp utt2spk spk2age
+spk2gender``. The train split gives train.csv plus a speaker-disjoint valid.csv
+(``valid_ratio`` of its speakers, stratified by gender and child/adult); the test split
+gives test.csv.
+
+Usage: python local/prepare_speechocean762.py /path/to/speechocean762 out_folder
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recipes.data.manifest import ManifestError, write_manifest  # noqa: E402
+from recipes.data.screening import screen_rows  # noqa: E402
+from recipes.data.splits import speaker_split  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def read_kaldi_map(path):
+    """key -> value of a Kaldi two-column file (errors name file and line)."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"{path}: not found (is this a speechocean762 folder?)")
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.strip().split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ManifestError(f"{path}, line {n}: expected 'key value', got {line.strip()!r}")
+            out[parts[0]] = parts[1]
+    return out
+
+
+def resolve_audio(data_folder, rel):
+    """Path of an utterance, accepting .WAV / .wav / .flac whichever exists."""
+    path = os.path.join(data_folder, rel)
+    if os.path.isfile(path):
+        return path
+    stem = os.path.splitext(path)[0]
+    for ext in (".flac", ".WAV", ".wav"):
+        if os.path.isfile(stem + ext):
+            return stem + ext
+    return path  # reported as missing by the screening
+
+
+def spk_key(spk, table):
+    """speechocean762 speaker ids appear zero-padded or not; match either way."""
+    if spk in table:
+        return spk
+    alt = spk.lstrip("0") or "0"
+    for k in (alt, spk.zfill(4)):
+        if k in table:
+            return k
+    return None
+
+
+def read_split(data_folder, split):
+    d = os.path.join(data_folder, split)
+    wavs = read_kaldi_map(os.path.join(d, "wav.scp"))
+    utt2spk = read_kaldi_map(os.path.join(d, "utt2spk"))
+    ages = read_kaldi_map(os.path.join(d, "spk2age"))
+    genders = read_kaldi_map(os.path.join(d, "spk2gender"))
+    rows, errors = [], []
+    for n, (utt, rel) in enumerate(sorted(wavs.items()), 1):
+        spk = utt2spk.get(utt)
+        ka, kg = (spk_key(spk, ages), spk_key(spk, genders)) if spk else (None, None)
+        if spk is None or ka is None or kg is None:
+            errors.append(f"{d}/wav.scp utterance {utt}: no speaker/age/gender entry")
+            continue
+        rows.append((n, {"ID": utt, "wav": resolve_audio(data_folder, rel), "spk_id": spk,
+                         "gender": genders[kg], "age": ages[ka], "age_group": "", "channel": "clean"}))
+    if errors:
+        raise ManifestError("\n".join(errors[:20]))
+    return rows
+
+
+def strat_key(row):
+    return (row["gender"], float(row["age"]) < 20)
+
+
+def prepare_speechocean762(data_folder, save_folder, valid_ratio=0.1, min_duration=1.0,
+                           max_duration=20.0, seed=1234, skip_bad=False, overwrite=False):
+    """Write save_folder/{train,valid,test}.csv; returns their paths."""
+    outputs = {s: os.path.join(save_folder, f"{s}.csv") for s in ("train", "valid", "test")}
+    if not overwrite and all(os.path.isfile(p) for p in outputs.values()):
+        logger.info("manifests exist in %s, skipping preparation", save_folder)
+        return outputs
+    if not os.path.isdir(data_folder):
+        raise ManifestError(f"speechocean762 folder not found: {data_folder}")
+    train_rows, _ = screen_rows(read_split(data_folder, "train"), min_duration, max_duration,
+                                skip_bad, source=f"{data_folder}/train/wav.scp")
+    test_rows, _ = screen_rows(read_split(data_folder, "test"), min_duration, max_duration,
+                               skip_bad, source=f"{data_folder}/test/wav.scp")
+    split = speaker_split(train_rows, (1 - valid_ratio, valid_ratio), ("train", "valid"), seed, strat_key)
+    write_manifest(outputs["train"], split["train"])
+    write_manifest(outputs["valid"], split["valid"])
+    write_manifest(outputs["test"], test_rows)
+    for s, p in outputs.items():
+        logger.info("%s written", p)
+    return outputs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data_folder")
+    ap.add_argument("save_folder")
+    ap.add_argument("--valid-ratio", type=float, default=0.1)
+    ap.add_argument("--min-duration", type=float, default=1.0)
+    ap.add_argument("--max-duration", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--skip-bad", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        prepare_speechocean762(args.data_folder, args.save_folder, args.valid_ratio, args.min_duration,
+                               args.max_duration, args.seed, args.skip_bad, overwrite=True)
+    except ManifestError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

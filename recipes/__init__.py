@@ -1,0 +1,1 @@
+"""Speaker-profiling recipes on SpeechBrain: gender, age super-group and age sub-group."""

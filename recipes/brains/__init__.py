@@ -1,0 +1,1 @@
+"""One Brain subclass per training method; all wiring in YAML."""

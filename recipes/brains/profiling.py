@@ -1,0 +1,110 @@
+"""ProfilingBrain: multi-task gender / age-sup / age-sub training (paper 004 base, +CH).
+
+Subclasses (mixup KD, logit KD, module replacing) override ``student_inputs``,
+``embed`` or ``extra_objectives`` instead of rewriting the loop.
+"""
+
+import logging
+import math
+
+import speechbrain as sb
+import torch
+
+from recipes.evaluation import PredictionCollector, compute_results, mean_f1
+
+logger = logging.getLogger(__name__)
+
+
+class ProfilingBrain(sb.Brain):
+    """Expects modules ``compute_features``, ``mean_var_norm``, ``encoder``, ``heads`` and
+    hparams ``objective`` (recipes.losses.ProfilingObjective), ``label_space``,
+    ``lr_schedule``, ``epoch_counter``, ``train_logger``."""
+
+    # ---- forward ---------------------------------------------------------------------
+    def features(self, batch, stage):
+        wavs, lens = batch.sig
+        wavs, lens = wavs.to(self.device), lens.to(self.device)
+        feats = self.modules.compute_features(wavs)
+        feats = self.modules.mean_var_norm(feats, lens)
+        return feats, lens
+
+    def student_inputs(self, feats, lens, stage):
+        """Hook for input augmentation of the trained model (e.g. Eq. 1 mixup)."""
+        return feats
+
+    def embed(self, feats, lens, stage, clean_feats=None):
+        """Shared representation Z fed to the heads."""
+        return self.modules.encoder(feats, lens)
+
+    def compute_forward(self, batch, stage):
+        feats, lens = self.features(batch, stage)
+        x = self.student_inputs(feats, lens, stage)
+        emb = self.embed(x, lens, stage, clean_feats=feats)
+        return {"logits": self.modules.heads(emb), "emb": emb}
+
+    # ---- losses ----------------------------------------------------------------------
+    def targets(self, batch):
+        return {t: getattr(batch, f"{t}_idx").data.view(-1).to(self.device)
+                for t in ("gender", "age_sup", "age_sub")}
+
+    def extra_objectives(self, predictions, batch, stage):
+        """Hook: dict name -> (weight, loss) added to the task losses (e.g. Eq. 2 KD)."""
+        return {}
+
+    def compute_objectives(self, predictions, batch, stage):
+        targets = self.targets(batch)
+        loss, terms = self.hparams.objective(predictions["logits"], targets)
+        for name, (weight, value) in self.extra_objectives(predictions, batch, stage).items():
+            loss = loss + weight * value
+            terms[name] = value
+        for name, value in terms.items():
+            self.term_sums[name] = self.term_sums.get(name, 0.0) + float(value.detach())
+        self.term_count += 1
+        if stage != sb.Stage.TRAIN:
+            self.collector.append(batch.id, predictions["logits"], targets)
+        return loss
+
+    # ---- robustness: batches whose audio all failed to load ------------------------------
+    def fit_batch(self, batch):
+        if batch is None:  # every utterance of the batch failed to load (logged)
+            return torch.tensor(float(self.avg_train_loss))
+        return super().fit_batch(batch)
+
+    def evaluate_batch(self, batch, stage):
+        if batch is None:
+            return torch.tensor(0.0)
+        return super().evaluate_batch(batch, stage)
+
+    # ---- stages ----------------------------------------------------------------------
+    def on_stage_start(self, stage, epoch=None):
+        self.collector = PredictionCollector()
+        self.term_sums, self.term_count = {}, 0
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            lr = self.hparams.lr_schedule(epoch)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss, **{f"loss_{k}": v for k, v in terms.items()}}
+            return
+        results = compute_results(self.collector, self.hparams.label_space)
+        stats = {"loss": stage_loss, "mean_f1": mean_f1(results),
+                 **{f"{t}_f1": results[t]["f1"] for t in ("gender", "age_sup", "age_sub")},
+                 "consistency": results["hierarchy_consistency"]}
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": lr}, train_stats=self.train_stats, valid_stats=stats)
+            train_loss = self.train_stats.get("loss", float("nan"))
+            if math.isfinite(train_loss) and math.isfinite(stage_loss):
+                self.checkpointer.save_and_keep_only(
+                    meta={"mean_f1": stats["mean_f1"], "epoch": epoch},
+                    max_keys=["mean_f1"], num_to_keep=self.hparams.ckpt_keep)
+            else:
+                logger.error("epoch %s: non-finite loss, checkpoint NOT saved (keeping the last good one)", epoch)
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats)
+            self.test_results = results
+            self.test_collector = self.collector

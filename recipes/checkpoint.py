@@ -1,0 +1,40 @@
+"""A Checkpointer that never leaves a half-written checkpoint as the latest one.
+
+SpeechBrain's Checkpointer writes ``CKPT.yaml`` (which marks a directory as a valid
+checkpoint) before the parameter files, so an interruption during a save leaves a
+broken "latest" checkpoint. Here every checkpoint is written into a staging folder
+and moved into place with one atomic rename once all its files are on disk.
+"""
+
+import os
+import pathlib
+import shutil
+
+from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.distributed import if_main_process
+
+
+class AtomicCheckpointer(Checkpointer):
+    """Drop-in replacement for ``speechbrain.utils.checkpoints.Checkpointer``."""
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=20):
+        final_dir = self.checkpoints_dir
+        staging = final_dir / ".staging"
+        if if_main_process():
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True, exist_ok=True)
+        self.checkpoints_dir = staging
+        try:
+            ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
+                                           verbosity=verbosity)
+        finally:
+            self.checkpoints_dir = final_dir
+        if ckpt is None:  # non-main process
+            return None
+        target = final_dir / ckpt.path.name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(ckpt.path, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        paramfiles = {k: target / pathlib.Path(v).name for k, v in ckpt.paramfiles.items()}
+        return Checkpoint(target, ckpt.meta, paramfiles)

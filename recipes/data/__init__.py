@@ -1,0 +1,1 @@
+"""Data: manifests (CSV), audio reading, DynamicItemDataset pipelines."""

@@ -1,0 +1,97 @@
+"""The one manifest format (CSV) of the project, and its validation.
+
+Columns: ``ID, wav, duration, spk_id, gender, age, age_group, channel``. ``age`` is in
+years (may be empty when only ``age_group``, a sub-group name, is known); ``channel`` is
+optional. Errors name the file and the row (1-based, header = row 1).
+"""
+
+import csv
+import os
+
+from recipes.labels import LabelError
+
+REQUIRED = ("ID", "wav", "duration", "spk_id", "gender")
+COLUMNS = ("ID", "wav", "duration", "spk_id", "gender", "age", "age_group", "channel")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message lists every bad row."""
+
+
+def read_rows(csv_path):
+    """List of (row_number, dict) of a CSV, with a clear error on missing columns."""
+    if not os.path.isfile(csv_path):
+        raise ManifestError(f"{csv_path}: manifest not found")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in header]
+        if "age" not in header and "age_group" not in header:
+            missing.append("age or age_group")
+        if missing:
+            raise ManifestError(f"{csv_path}: missing columns {missing} (header: {header})")
+        return [(i + 2, row) for i, row in enumerate(reader)]
+
+
+def write_manifest(csv_path, rows):
+    """Write rows (dicts) with the project's columns."""
+    os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+    tmp = csv_path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({c: row.get(c, "") for c in COLUMNS})
+    os.replace(tmp, csv_path)
+
+
+def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
+    """Check every row; return the rows, or raise ManifestError listing the bad ones.
+
+    Checks: required columns, duplicate IDs, numeric positive duration, gender in the
+    label space, age (or age group) inside the configured bins, audio file present.
+    """
+    rows = read_rows(csv_path)
+    errors, seen = [], {}
+    for n, row in rows:
+        where = f"{csv_path}, row {n} (ID {row.get('ID')!r})"
+        uid = row["ID"]
+        if not uid:
+            errors.append(f"{where}: empty ID")
+        elif uid in seen:
+            errors.append(f"{where}: duplicate ID, first at row {seen[uid]}")
+        else:
+            seen[uid] = n
+        try:
+            if float(row["duration"]) <= 0:
+                errors.append(f"{where}: duration {row['duration']} <= 0")
+        except ValueError:
+            errors.append(f"{where}: duration {row['duration']!r} is not a number")
+        try:
+            label_space.gender_index(row["gender"])
+            label_space.sub_index(row.get("age"), row.get("age_group"))
+        except LabelError as err:
+            errors.append(f"{where}: {err}")
+        if not row.get("spk_id"):
+            errors.append(f"{where}: empty spk_id")
+        if check_files and not os.path.isfile(row["wav"]):
+            errors.append(f"{where}: audio file not found: {row['wav']}")
+    if errors:
+        more = f"\n... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
+        raise ManifestError(f"{len(errors)} bad row(s):\n" + "\n".join(errors[:max_errors]) + more)
+    return [r for _, r in rows]
+
+
+def check_speaker_disjoint(manifests):
+    """manifests: dict split -> csv path. Raise ManifestError if a speaker is in two splits."""
+    owner = {}
+    errors = []
+    for split, path in manifests.items():
+        for n, row in read_rows(path):
+            spk = row["spk_id"]
+            if spk in owner and owner[spk][0] != split:
+                errors.append(f"speaker {spk!r} is in split {owner[spk][0]} ({owner[spk][1]}) "
+                              f"and in split {split} ({path}, row {n})")
+            owner.setdefault(spk, (split, path))
+    if errors:
+        raise ManifestError("splits are not speaker-disjoint:\n" + "\n".join(sorted(set(errors))[:20]))

@@ -1,0 +1,70 @@
+"""DynamicItemDataset pipelines: read + resample + crop audio, encode the three labels.
+
+A file that fails to load mid-training is logged and dropped from its batch by
+``SkipBadCollate``; it never stops the run.
+"""
+
+import logging
+import random
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+
+from recipes.data.audio import AudioError, check_signal, load_audio
+
+logger = logging.getLogger(__name__)
+
+
+def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False):
+    """A DynamicItemDataset giving ``id, sig, gender, age_sup, age_sub, ok``.
+
+    crop_seconds: random crop of this length (training); None = whole utterance.
+    """
+    data = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
+
+    @sb.utils.data_pipeline.takes("wav", "duration", "id")
+    @sb.utils.data_pipeline.provides("sig", "ok")
+    def audio_pipeline(wav, duration, uid):
+        start, dur = None, None
+        duration = float(duration)
+        if crop_seconds is not None and duration > crop_seconds:
+            start = random.uniform(0.0, duration - crop_seconds)
+            dur = crop_seconds
+        try:
+            sig = load_audio(wav, sample_rate, start, dur)
+            check_signal(sig, wav)
+        except AudioError as err:
+            logger.warning("skipping utterance %s: %s", uid, err)
+            yield torch.zeros(1)
+            yield False
+            return
+        yield sig
+        yield True
+
+    @sb.utils.data_pipeline.takes("gender", "age", "age_group")
+    @sb.utils.data_pipeline.provides("gender_idx", "age_sup_idx", "age_sub_idx")
+    def label_pipeline(gender, age, age_group):
+        sub = label_space.sub_index(age, age_group)
+        yield torch.LongTensor([label_space.gender_index(gender)])
+        yield torch.LongTensor([label_space.sup_index(sub)])
+        yield torch.LongTensor([sub])
+
+    data.add_dynamic_item(audio_pipeline)
+    data.add_dynamic_item(label_pipeline)
+    data.set_output_keys(["id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx"])
+    if sort:
+        data = data.filtered_sorted(sort_key="duration", reverse=True)
+    return data
+
+
+class SkipBadCollate:
+    """PaddedBatch over the examples whose audio loaded; None if none did."""
+
+    def __call__(self, examples):
+        good = [e for e in examples if e["ok"]]
+        if len(good) < len(examples):
+            logger.warning("dropped %d bad utterance(s) from a batch", len(examples) - len(good))
+        if not good:
+            return None
+        return PaddedBatch(good)

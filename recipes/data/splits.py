@@ -1,0 +1,36 @@
+"""Speaker-disjoint splits, stratified so every (gender, age) cell reaches every split."""
+
+import random
+from collections import defaultdict
+
+
+def speaker_split(rows, ratios=(0.8, 0.1, 0.1), names=("train", "valid", "test"), seed=1234,
+                  strat_key=None):
+    """Assign whole speakers to splits. Returns dict split name -> list of rows.
+
+    strat_key(row) -> hashable: speakers are shuffled and dealt per stratum, so each
+    stratum with at least len(ratios) speakers has one in every split.
+    """
+    assert abs(sum(ratios) - 1.0) < 1e-6, "split ratios must sum to 1"
+    by_spk = defaultdict(list)
+    for row in rows:
+        by_spk[row["spk_id"]].append(row)
+    strata = defaultdict(list)
+    for spk, spk_rows in sorted(by_spk.items()):
+        strata[strat_key(spk_rows[0]) if strat_key else 0].append(spk)
+    rng = random.Random(seed)
+    out = {name: [] for name in names}
+    for key in sorted(strata, key=str):
+        spks = strata[key]
+        rng.shuffle(spks)
+        counts = [int(round(r * len(spks))) for r in ratios]
+        if len(spks) >= len(ratios):  # at least one speaker per split
+            for i in range(1, len(counts)):
+                counts[i] = max(counts[i], 1)
+        counts[0] = len(spks) - sum(counts[1:])
+        start = 0
+        for name, c in zip(names, counts):
+            for spk in spks[start:start + c]:
+                out[name].extend(by_spk[spk])
+            start += c
+    return out

@@ -1,0 +1,31 @@
+"""The interface every encoder of the project implements."""
+
+from collections import OrderedDict
+
+import torch
+
+
+class ProfilingEncoder(torch.nn.Module):
+    """Base class: ``forward(feats, lengths) -> (batch, emb_dim)``.
+
+    Subclasses set ``self.emb_dim`` and implement ``named_layers()``, an ordered mapping
+    from a stable layer name (``block1``, ``stage3``, ``pooling``, ``embedding``...) to the
+    sub-module whose output is that layer's representation. Probing hooks and module
+    replacing use these names, so no method needs an ``if encoder == ...``.
+    """
+
+    emb_dim: int
+
+    def named_layers(self):
+        raise NotImplementedError
+
+    def layer_names(self):
+        return list(self.named_layers().keys())
+
+    def n_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+
+def layer_dict(pairs):
+    """OrderedDict from (name, module) pairs (a helper for ``named_layers``)."""
+    return OrderedDict(pairs)

@@ -1,0 +1,129 @@
+"""Evaluation: macro P/R/F1 and accuracy per task (paper 004 Table 1), confusion
+matrices, hierarchy consistency, results.json, a readable table and a PNG plot."""
+
+import json
+import os
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+TASKS = ("gender", "age_sup", "age_sub")
+
+
+class PredictionCollector:
+    """Accumulates predictions and targets of the three tasks over a stage."""
+
+    def __init__(self):
+        self.pred = {t: [] for t in TASKS}
+        self.true = {t: [] for t in TASKS}
+        self.ids = []
+
+    def append(self, ids, logits, targets):
+        self.ids.extend(ids)
+        for t in TASKS:
+            self.pred[t].append(logits[t].argmax(-1).detach().cpu())
+            self.true[t].append(targets[t].detach().cpu())
+
+    def arrays(self):
+        cat = lambda xs: torch.cat(xs).numpy() if xs else np.zeros(0, dtype=int)  # noqa: E731
+        return {t: cat(self.pred[t]) for t in TASKS}, {t: cat(self.true[t]) for t in TASKS}
+
+
+def task_metrics(y_true, y_pred, n_classes):
+    labels = list(range(n_classes))
+    p, r, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    return {"precision": float(p), "recall": float(r), "f1": float(f1),
+            "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+
+
+def hierarchy_consistency(sub_pred, sup_pred, parent):
+    """Share of utterances whose predicted age-sub lies inside the predicted age-sup."""
+    if len(sub_pred) == 0:
+        return 0.0
+    return float(np.mean(parent.numpy()[sub_pred] == sup_pred))
+
+
+def compute_results(collector, label_space):
+    pred, true = collector.arrays()
+    sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup, "age_sub": label_space.n_sub}
+    out = {t: task_metrics(true[t], pred[t], sizes[t]) for t in TASKS}
+    out["hierarchy_consistency"] = hierarchy_consistency(pred["age_sub"], pred["age_sup"],
+                                                         label_space.parent_index())
+    out["n_utterances"] = int(len(true["gender"]))
+    return out
+
+
+def mean_f1(results):
+    return float(np.mean([results[t]["f1"] for t in TASKS]))
+
+
+def results_table(results, title="test"):
+    lines = [f"| {title} | P | R | F1 | Acc |", "|---|---|---|---|---|"]
+    for t in TASKS:
+        m = results[t]
+        lines.append(f"| {t} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | "
+                     f"{100 * m['f1']:.2f} | {100 * m['accuracy']:.2f} |")
+    lines.append(f"\nhierarchy consistency: {100 * results['hierarchy_consistency']:.2f}% "
+                 f"({results['n_utterances']} utterances)")
+    return "\n".join(lines)
+
+
+def plot_confusions(results, label_space, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"gender": label_space.genders, "age_sup": label_space.age_sup, "age_sub": label_space.age_sub}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, t in zip(axes, TASKS):
+        cm = np.array(results[t]["confusion"])
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(len(names[t])), names[t], rotation=45, ha="right")
+        ax.set_yticks(range(len(names[t])), names[t])
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+        ax.set_title(f"{t}  (F1 {100 * results[t]['f1']:.1f})")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_results(output_folder, stage_results, label_space):
+    """results.json ({stage: {...}}), results.md and confusion_<stage>.png."""
+    os.makedirs(output_folder, exist_ok=True)
+    path = os.path.join(output_folder, "results.json")
+    old = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+    old.update(stage_results)
+    with open(path + ".tmp", "w") as f:
+        json.dump(old, f, indent=2)
+    os.replace(path + ".tmp", path)
+    tables = []
+    for stage, res in old.items():
+        tables.append(results_table(res, stage))
+        plot_confusions(res, label_space, os.path.join(output_folder, f"confusion_{stage}.png"))
+    with open(os.path.join(output_folder, "results.md"), "w") as f:
+        f.write("\n\n".join(tables) + "\n")
+    return "\n\n".join(tables)
+
+
+def write_predictions(path, collector, label_space):
+    """Per-utterance CSV: id, then true and predicted label names of each task."""
+    import csv
+
+    pred, true = collector.arrays()
+    names = {"gender": label_space.genders, "age_sup": label_space.age_sup, "age_sub": label_space.age_sub}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID"] + [f"{t}_{k}" for t in TASKS for k in ("true", "pred")])
+        for i, uid in enumerate(collector.ids):
+            w.writerow([uid] + [names[t][a[t][i]] for t in TASKS for a in (true, pred)])

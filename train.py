@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Train and evaluate a multi-task speaker-profiling model (gender, age-sup, age-sub).
+
+    python train.py hparams/demo.yaml [--key=value ...]
+
+Running the same command again resumes from the last checkpoint. Outputs in
+<output_folder>: save/ (checkpoints), train_log.txt, results.json, results.md,
+confusion_test.png, inference.yaml (for infer.py).
+"""
+
+import logging
+import os
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from recipes.evaluation import write_predictions, write_results
+from recipes.experiment import build_datasets, write_inference_yaml
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+        overrides=overrides)
+    out = hparams["output_folder"]
+    run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
+    run_on_main(hparams["prepare_data"])
+    datasets = build_datasets(hparams)
+
+    brain = hparams["brain_class"](
+        modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+        run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
+              train_loader_kwargs=hparams["train_dataloader_opts"],
+              valid_loader_kwargs=hparams["eval_dataloader_opts"])
+    brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=hparams["eval_dataloader_opts"])
+    if sb.utils.distributed.if_main_process():
+        write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
+        table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
+        print(f"\nResults ({out}/results.json):\n{table}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
