@@ -1,0 +1,64 @@
+"""Load a trained output folder and profile audio files (gender, age-sup, age-sub).
+
+    from recipes.inference import SpeakerProfiler
+    profiler = SpeakerProfiler.from_folder("results/demo/1234")
+    profiler.classify_file("call.wav")  # {"gender": ("f", 0.93), ...}
+"""
+
+import os
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
+
+from recipes.data.audio import load_audio
+
+
+class SpeakerProfiler(torch.nn.Module):
+    """Features + normalisation + encoder + heads of a trained folder, in eval mode."""
+
+    def __init__(self, hparams):
+        super().__init__()
+        self.sample_rate = hparams["sample_rate"]
+        self.compute_features = hparams["compute_features"]
+        self.mean_var_norm = hparams["mean_var_norm"]
+        self.encoder = hparams["encoder"]
+        self.heads = hparams["heads"]
+        self.label_space = hparams["label_space"]
+
+    @classmethod
+    def from_folder(cls, folder, device="cpu"):
+        yaml_path = os.path.join(folder, "inference.yaml")
+        if not os.path.isfile(yaml_path):
+            raise FileNotFoundError(f"{yaml_path} not found: is {folder} a train.py output folder?")
+        with open(yaml_path) as f:
+            hparams = load_hyperpyyaml(f)
+        model = cls(hparams)
+        ckpt = Checkpointer(os.path.join(folder, "save"), recoverables={
+            "encoder": model.encoder, "heads": model.heads, "normalizer": model.mean_var_norm})
+        if ckpt.recover_if_possible(max_key="mean_f1") is None:
+            raise FileNotFoundError(f"no checkpoint in {folder}/save")
+        return model.to(device).eval()
+
+    @torch.no_grad()
+    def forward(self, wavs, lengths=None):
+        """wavs (batch, samples) at self.sample_rate -> (probs dict, embeddings)."""
+        if lengths is None:
+            lengths = torch.ones(wavs.shape[0], device=wavs.device)
+        feats = self.compute_features(wavs)
+        feats = self.mean_var_norm(feats, lengths)
+        emb = self.encoder(feats, lengths)
+        logits = self.heads(emb)
+        return {t: torch.softmax(v, dim=-1) for t, v in logits.items()}, emb
+
+    def classify_file(self, path):
+        """{task: (label, probability)} for one audio file (any rate, mono or stereo)."""
+        wav = load_audio(path, self.sample_rate).unsqueeze(0)
+        probs, _ = self.forward(wav)
+        names = {"gender": self.label_space.genders, "age_sup": self.label_space.age_sup,
+                 "age_sub": self.label_space.age_sub}
+        out = {}
+        for t, p in probs.items():
+            i = int(p[0].argmax())
+            out[t] = (names[t][i], float(p[0, i]))
+        return out
