@@ -17,7 +17,9 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from recipes.evaluation import write_predictions, write_results
+from recipes.data.manifest import ManifestError
 from recipes.experiment import build_datasets, write_inference_yaml
+from recipes.labels import LabelError
 
 logger = logging.getLogger(__name__)
 
@@ -48,4 +50,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ManifestError, LabelError) as err:  # bad input: a clear message, no traceback
+        sys.exit(f"error: {err}")

@@ -1,0 +1,39 @@
+import torch
+
+from recipes.checkpoint import AtomicCheckpointer
+
+
+class Exploding(torch.nn.Module):
+    """A recoverable whose save fails half-way through a checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.fail = False
+
+
+def test_interrupted_save_keeps_last_good_checkpoint(tmp_path):
+    model, bomb = torch.nn.Linear(2, 2), Exploding()
+    ck = AtomicCheckpointer(tmp_path / "save", recoverables={"model": model})
+
+    def save_hook(obj, path):
+        if obj.fail:
+            raise KeyboardInterrupt("killed while saving")
+        torch.save(obj.state_dict(), path)
+
+    ck.add_recoverable("bomb", bomb, custom_save_hook=save_hook,
+                       custom_load_hook=lambda o, p, *a, **k: None)
+    good = ck.save_checkpoint(meta={"step": 1})
+    assert good.path.exists() and (good.path / "model.ckpt").exists()
+    bomb.fail = True
+    try:
+        ck.save_checkpoint(meta={"step": 2})
+    except KeyboardInterrupt:
+        pass
+    ckpts = ck.list_checkpoints()
+    assert len(ckpts) == 1 and ckpts[0].meta["step"] == 1
+    assert ck.find_checkpoint().path == good.path
+    # the next save works and becomes the latest
+    bomb.fail = False
+    ck.save_checkpoint(meta={"step": 3})
+    assert ck.find_checkpoint().meta["step"] == 3
