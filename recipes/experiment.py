@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 # what a trained folder needs to run inference (see recipes/inference.py)
 INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder", "heads",
-                  "label_space")
+                  "label_space", "mkd", "concat_teacher", "teacher_folder")
 
 
 def manifest_paths(hparams):
@@ -29,10 +29,15 @@ def build_datasets(hparams):
         logger.info("%s: %d utterances, %d speakers", path, len(rows), len({r['spk_id'] for r in rows}))
     check_speaker_disjoint(paths)
     ls, sr = hparams["label_space"], hparams["sample_rate"]
+    # optional degraded domain (student of MKD): channel on train/valid, and on test
+    train_ch, test_ch = hparams.get("train_channel"), hparams.get("test_channel")
+    noise = dict(label_noise_rate=hparams.get("label_noise_rate", 0.0),
+                 label_noise_seed=hparams.get("seed", 0))
     return {
-        "train": make_dataset(paths["train"], ls, sr, crop_seconds=hparams["crop_seconds"]),
-        "valid": make_dataset(paths["valid"], ls, sr, sort=True),
-        "test": make_dataset(paths["test"], ls, sr, sort=True),
+        "train": make_dataset(paths["train"], ls, sr, crop_seconds=hparams["crop_seconds"],
+                              channel=train_ch, **noise),
+        "valid": make_dataset(paths["valid"], ls, sr, sort=True, channel=train_ch),
+        "test": make_dataset(paths["test"], ls, sr, sort=True, channel=test_ch),
     }
 
 

@@ -25,6 +25,10 @@ class SpeakerProfiler(torch.nn.Module):
         self.encoder = hparams["encoder"]
         self.heads = hparams["heads"]
         self.label_space = hparams["label_space"]
+        # MKD students whose heads read [student; teacher] embeddings (paper 004 Z)
+        self.teacher = None
+        if hparams.get("concat_teacher") and hparams.get("mkd"):
+            self.teacher = SpeakerProfiler.from_folder(hparams["teacher_folder"])
 
     @classmethod
     def from_folder(cls, folder, device="cpu"):
@@ -41,13 +45,20 @@ class SpeakerProfiler(torch.nn.Module):
         return model.to(device).eval()
 
     @torch.no_grad()
-    def forward(self, wavs, lengths=None):
-        """wavs (batch, samples) at self.sample_rate -> (probs dict, embeddings)."""
+    def embed(self, wavs, lengths=None):
+        """wavs (batch, samples) at self.sample_rate -> encoder embeddings (batch, emb_dim)."""
         if lengths is None:
             lengths = torch.ones(wavs.shape[0], device=wavs.device)
         feats = self.compute_features(wavs)
         feats = self.mean_var_norm(feats, lengths)
-        emb = self.encoder(feats, lengths)
+        return self.encoder(feats, lengths)
+
+    @torch.no_grad()
+    def forward(self, wavs, lengths=None):
+        """wavs (batch, samples) at self.sample_rate -> (probs dict, embeddings)."""
+        emb = self.embed(wavs, lengths)
+        if self.teacher is not None:
+            emb = torch.cat([emb, self.teacher.embed(wavs, lengths)], dim=-1)
         logits = self.heads(emb)
         return {t: torch.softmax(v, dim=-1) for t, v in logits.items()}, emb
 

@@ -12,14 +12,20 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 
 from recipes.data.audio import AudioError, check_signal, load_audio
+from recipes.data.channel import utterance_generator
 
 logger = logging.getLogger(__name__)
 
 
-def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False):
+def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False,
+                 channel=None, label_noise_rate=0.0, label_noise_seed=0):
     """A DynamicItemDataset giving ``id, sig, gender, age_sup, age_sub, ok``.
 
     crop_seconds: random crop of this length (training); None = whole utterance.
+    channel: optional callable ``(wav, uid) -> wav`` (e.g. data.channel.TelephoneChannel),
+        applied to the whole utterance before cropping, reproducibly per utterance.
+    label_noise_rate: share of utterances whose age sub-group is moved to a neighbouring
+        group (fixed per utterance), as the label noise of paper 004.
     """
     data = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
 
@@ -32,7 +38,13 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
             start = random.uniform(0.0, duration - crop_seconds)
             dur = crop_seconds
         try:
-            sig = load_audio(wav, sample_rate, start, dur)
+            if channel is not None:  # degrade the whole utterance, then crop
+                sig = channel(load_audio(wav, sample_rate), uid)
+                if start is not None:
+                    a = int(start * sample_rate)
+                    sig = sig[a:a + int(dur * sample_rate)]
+            else:
+                sig = load_audio(wav, sample_rate, start, dur)
             check_signal(sig, wav)
         except AudioError as err:
             logger.warning("skipping utterance %s: %s", uid, err)
@@ -42,10 +54,12 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
         yield sig
         yield True
 
-    @sb.utils.data_pipeline.takes("gender", "age", "age_group")
+    @sb.utils.data_pipeline.takes("gender", "age", "age_group", "id")
     @sb.utils.data_pipeline.provides("gender_idx", "age_sup_idx", "age_sub_idx")
-    def label_pipeline(gender, age, age_group):
+    def label_pipeline(gender, age, age_group, uid):
         sub = label_space.sub_index(age, age_group)
+        if label_noise_rate > 0:
+            sub = neighbour_flip(sub, uid, label_noise_rate, label_noise_seed, label_space.n_sub)
         yield torch.LongTensor([label_space.gender_index(gender)])
         yield torch.LongTensor([label_space.sup_index(sub)])
         yield torch.LongTensor([sub])
@@ -56,6 +70,17 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     if sort:
         data = data.filtered_sorted(sort_key="duration", reverse=True)
     return data
+
+
+def neighbour_flip(sub, uid, rate, seed, n_sub):
+    """With probability ``rate`` (fixed per utterance) move ``sub`` to a neighbouring bin."""
+    g = utterance_generator(seed + 7919, uid)
+    if torch.rand(1, generator=g).item() >= rate or n_sub < 2:
+        return sub
+    step = 1 if torch.rand(1, generator=g).item() < 0.5 else -1
+    if not 0 <= sub + step < n_sub:
+        step = -step
+    return sub + step
 
 
 class SkipBadCollate:

@@ -1,0 +1,86 @@
+"""MKDBrain: teacher-student mixup knowledge distillation (paper 004, Sections 3.1-3.2).
+
+- The teacher, a core-recipe output folder, is loaded frozen (eval mode, no gradients) and
+  sees the un-augmented features of the student's utterance (its own Fbank + norm).
+- The student sees the temporal-frequency mixup of its features (Eq. 1) during training.
+- Feature KD (Eq. 2, MSE or 1 - cosine) between the student's embedding, mapped by a
+  non-trainable Conv1D to the teacher's size, and the teacher's embedding; weight
+  ``kd_weight`` (lambda = 0.25 in Eq. 3).
+- ``concat_teacher``: the heads read Z = [student; teacher] (paper 004); False = heads on
+  the student alone, so the deployed student needs no teacher.
+- ``mkd: False`` turns all of it off (the "base" / "+CH" student rows), so one YAML gives
+  the four rows with two switches (``mkd``, ``hierarchical``).
+"""
+
+import torch
+
+import speechbrain as sb
+
+from recipes.brains.profiling import ProfilingBrain
+from recipes.inference import SpeakerProfiler
+from recipes.losses import feature_kd_loss
+
+
+class FixedProjection(torch.nn.Module):
+    """Non-trainable Conv1D (kernel 1) mapping student features to the teacher's size."""
+
+    def __init__(self, in_dim, out_dim, seed=0):
+        super().__init__()
+        self.conv = None
+        if in_dim != out_dim:
+            g = torch.Generator().manual_seed(seed)
+            self.conv = torch.nn.Conv1d(in_dim, out_dim, 1, bias=False)
+            with torch.no_grad():
+                self.conv.weight.copy_(torch.randn(out_dim, in_dim, 1, generator=g) / in_dim ** 0.5)
+            self.conv.weight.requires_grad_(False)
+
+    def forward(self, x):
+        return x if self.conv is None else self.conv(x.unsqueeze(-1)).squeeze(-1)
+
+
+class MKDBrain(ProfilingBrain):
+    """Extra hparams: mkd, teacher_folder, mixup (recipes.augment.MixupView),
+    kd_weight, kd_criterion ('mse' | 'cos'), concat_teacher, projector."""
+
+    def on_fit_start(self):
+        super().on_fit_start()
+        self._load_teacher()
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        self._load_teacher()
+
+    def _load_teacher(self):
+        self.teacher = None
+        if self.hparams.mkd:
+            self.teacher = SpeakerProfiler.from_folder(self.hparams.teacher_folder).to(self.device)
+            self.teacher.eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    def student_inputs(self, feats, lens, stage):
+        if self.hparams.mkd and stage == sb.Stage.TRAIN and self.hparams.mixup is not None:
+            return self.hparams.mixup(feats, lens)
+        return feats
+
+    def compute_forward(self, batch, stage):
+        feats, lens = self.features(batch, stage)
+        student = self.modules.encoder(self.student_inputs(feats, lens, stage), lens)
+        out = {"emb": student, "teacher": None}
+        z = student
+        if self.teacher is not None:
+            wavs, wav_lens = batch.sig
+            with torch.no_grad():
+                teacher = self.teacher.embed(wavs.to(self.device), wav_lens.to(self.device))
+            out["teacher"] = teacher
+            if self.hparams.concat_teacher:
+                z = torch.cat([student, teacher], dim=-1)
+        out["logits"] = self.modules.heads(z)
+        return out
+
+    def extra_objectives(self, predictions, batch, stage):
+        if predictions["teacher"] is None or self.hparams.kd_weight <= 0:
+            return {}
+        kd = feature_kd_loss(self.modules.projector(predictions["emb"]), predictions["teacher"],
+                             self.hparams.kd_criterion)  # Eq. 2
+        return {"kd": (self.hparams.kd_weight, kd)}
