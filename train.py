@@ -18,7 +18,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from recipes.evaluation import write_predictions, write_results
 from recipes.data.manifest import ManifestError
-from recipes.experiment import build_datasets, write_inference_yaml
+from recipes.experiment import build_datasets, init_from_folder, write_inference_yaml
 from recipes.labels import LabelError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def main(argv):
     run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(hparams)
+    init_from_folder(hparams)  # fine-tuning from another output folder, if init_from is set
 
     brain = hparams["brain_class"](
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,

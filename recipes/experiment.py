@@ -55,3 +55,23 @@ def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS):
         f.write("# Written by train.py: the modules inference needs. Weights: save/CKPT+*\n")
         f.write(buf.getvalue())
     os.replace(tmp, path)
+
+
+def init_from_folder(hparams):
+    """Fine-tuning (paper 004 "F/T" rows): start from the best checkpoint of another
+    output folder (``init_from`` in YAML) unless this run already has its own checkpoint."""
+    src = hparams.get("init_from")
+    if not src:
+        return False
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    if hparams["checkpointer"].find_checkpoint() is not None:
+        logger.info("init_from ignored: resuming this run's own checkpoint")
+        return False
+    names = ("encoder", "heads", "projector")
+    recoverables = {k: hparams[k] for k in names if k in hparams}
+    ckpt = Checkpointer(os.path.join(src, "save"), recoverables=recoverables, allow_partial_load=True)
+    if ckpt.recover_if_possible(max_key="mean_f1") is None:
+        raise FileNotFoundError(f"init_from: no checkpoint in {src}/save")
+    logger.info("initialised %s from %s", list(recoverables), src)
+    return True

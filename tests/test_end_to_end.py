@@ -90,3 +90,88 @@ def test_bad_manifest_fails_before_training(tmp_path):
     out = res.stdout + res.stderr
     assert "train.csv, row 2" in out and "unknown gender" in out and "/nowhere/train.wav" in out
     assert not (tmp_path / "out" / "save").exists() or not any((tmp_path / "out" / "save").iterdir())
+
+
+def test_mkd_teacher_frozen_and_student_learns(run_dir):
+    """One MKD training step: the teacher does not change, the student does."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    from recipes.brains.mkd import MKDBrain
+    from recipes.experiment import build_datasets
+    from speechbrain.dataio.dataloader import make_dataloader
+
+    overrides = {"output_folder": str(run_dir / "mkd_unit"), "teacher_folder": str(run_dir / "out"),
+                 "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo")}
+    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                     checkpointer=None, run_opts={"device": "cpu"})
+    brain.on_fit_start()
+    batch = next(iter(make_dataloader(build_datasets(hp)["train"], **hp["train_dataloader_opts"])))
+    teacher0 = {k: v.clone() for k, v in brain.teacher.state_dict().items()}
+    student0 = {k: v.clone() for k, v in brain.modules.encoder.state_dict().items()}
+    proj0 = {k: v.clone() for k, v in brain.modules.projector.state_dict().items()}
+    brain.on_stage_start(__import__("speechbrain").Stage.TRAIN, 1)
+    brain.modules.train()
+    loss = brain.fit_batch(batch)
+    assert torch.isfinite(loss)
+    assert "kd" in brain.term_sums and brain.term_sums["kd"] > 0
+    for k, v in brain.teacher.state_dict().items():
+        assert torch.equal(v, teacher0[k]), f"teacher changed: {k}"
+    assert not brain.teacher.training
+    assert any(not torch.equal(v, student0[k]) for k, v in brain.modules.encoder.state_dict().items())
+    for k, v in brain.modules.projector.state_dict().items():  # the Conv1D map is not trained
+        assert torch.equal(v, proj0[k])
+
+
+def test_mkd_end_to_end(run_dir):
+    cmd = [sys.executable, "train.py", "hparams/demo_mkd.yaml", f"--output_folder={run_dir}/mkd",
+           f"--teacher_folder={run_dir}/out", f"--data_folder={run_dir}/demo",
+           f"--manifest_folder={run_dir}/out/manifests", "--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3", "--number_of_epochs=1",
+           "--noprogressbar"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    with open(run_dir / "mkd" / "train_log.txt") as f:
+        assert "train loss_kd" in f.read()
+    with open(run_dir / "mkd" / "results.json") as f:
+        assert 0.0 <= json.load(f)["test"]["gender"]["f1"] <= 1.0
+    # the student folder (heads on [student; teacher]) works with infer.py too
+    wav = str(run_dir / "demo" / "wav" / sorted(os.listdir(run_dir / "demo" / "wav"))[0])
+    inf = subprocess.run([sys.executable, "infer.py", str(run_dir / "mkd"), wav],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert inf.returncode == 0, inf.stderr[-2000:]
+    assert inf.stdout.strip().splitlines()[1].split("\t")[1] in ("f", "m")
+
+
+def test_fine_tune_from_folder(run_dir):
+    """init_from starts a new run from another folder's best checkpoint (paper 004 F/T)."""
+    log = subprocess.run(
+        [sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={run_dir}/ft",
+         f"--manifest_folder={run_dir}/out/manifests", f"--data_folder={run_dir}/demo",
+         f"--init_from={run_dir}/out", "--number_of_epochs=1", "--noprogressbar"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert log.returncode == 0, log.stdout[-2000:] + log.stderr[-2000:]
+    assert f"initialised ['encoder', 'heads'] from {run_dir}/out" in log.stdout + log.stderr
+
+
+def test_callcenter_recipe_on_prepare_csv_input(tmp_path):
+    """hparams/callcenter: one input CSV (path,speaker,gender,age) -> prepare -> train -> eval."""
+    from local.make_demo_corpus import make_demo_corpus
+    rows = list(csv.DictReader(open(make_demo_corpus(str(tmp_path / "demo"), 3, 3))))
+    adults = [r for r in rows if int(r["age"]) >= 18]  # the decade bins start at 18
+    with open(tmp_path / "calls.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "speaker", "gender", "age"])
+        w.writeheader()
+        for r in adults:
+            w.writerow({"path": str(tmp_path / "demo" / r["path"]), "speaker": r["speaker"],
+                        "gender": r["gender"], "age": r["age"]})
+    res = subprocess.run(
+        [sys.executable, "train.py", "hparams/callcenter/ecapa_cpu.yaml", f"--input_csv={tmp_path}/calls.csv",
+         f"--output_folder={tmp_path}/out", "--number_of_epochs=1", "--batch_size=8", "--noprogressbar",
+         "--ckpt_interval_minutes=0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    with open(tmp_path / "out" / "results.json") as f:
+        res = json.load(f)["test"]
+    assert len(res["age_sub"]["confusion"]) == 5  # 20s .. 60s
