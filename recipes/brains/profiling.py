@@ -25,7 +25,7 @@ class ProfilingBrain(sb.Brain):
         wavs, lens = batch.sig
         wavs, lens = wavs.to(self.device), lens.to(self.device)
         feats = self.modules.compute_features(wavs)
-        feats = self.modules.mean_var_norm(feats, lens)
+        feats = self.modules.mean_var_norm(feats, lens, epoch=self.hparams.epoch_counter.current)
         return feats, lens
 
     def student_inputs(self, feats, lens, stage):
