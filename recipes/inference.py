@@ -31,15 +31,19 @@ class SpeakerProfiler(torch.nn.Module):
             self.teacher = SpeakerProfiler.from_folder(hparams["teacher_folder"])
 
     @classmethod
-    def from_folder(cls, folder, device="cpu"):
+    def from_folder(cls, folder, device="cpu", random_init=False):
+        """random_init: the same architecture with fresh random weights (a probing control);
+        only the feature normaliser's statistics are loaded."""
         yaml_path = os.path.join(folder, "inference.yaml")
         if not os.path.isfile(yaml_path):
             raise FileNotFoundError(f"{yaml_path} not found: is {folder} a train.py output folder?")
         with open(yaml_path) as f:
             hparams = load_hyperpyyaml(f)
         model = cls(hparams)
-        ckpt = Checkpointer(os.path.join(folder, "save"), recoverables={
-            "encoder": model.encoder, "heads": model.heads, "normalizer": model.mean_var_norm})
+        recoverables = {"normalizer": model.mean_var_norm}
+        if not random_init:
+            recoverables.update(encoder=model.encoder, heads=model.heads)
+        ckpt = Checkpointer(os.path.join(folder, "save"), recoverables=recoverables, allow_partial_load=True)
         if ckpt.recover_if_possible(max_key="mean_f1") is None:
             raise FileNotFoundError(f"no checkpoint in {folder}/save")
         return model.to(device).eval()
