@@ -22,10 +22,19 @@ class ProfilingBrain(sb.Brain):
 
     # ---- forward ---------------------------------------------------------------------
     def features(self, batch, stage):
+        """Fbank + normalisation; in training, optional ``wav_augment`` (a SpeechBrain
+        Augmenter that keeps the batch size) and ``feat_augment`` (list of modules on
+        the normalised features, e.g. SpectrogramDrop) from YAML."""
         wavs, lens = batch.sig
         wavs, lens = wavs.to(self.device), lens.to(self.device)
+        train = stage == sb.Stage.TRAIN
+        if train and getattr(self.hparams, "wav_augment", None) is not None:
+            wavs, lens = self.hparams.wav_augment(wavs, lens)
         feats = self.modules.compute_features(wavs)
         feats = self.modules.mean_var_norm(feats, lens, epoch=self.hparams.epoch_counter.current)
+        if train:
+            for aug in getattr(self.hparams, "feat_augment", None) or []:
+                feats = aug(feats)
         return feats, lens
 
     def student_inputs(self, feats, lens, stage):
