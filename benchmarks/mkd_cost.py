@@ -45,7 +45,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default="ecapa_cpu")
     ap.add_argument("--teacher", required=True)
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=32)
     args = ap.parse_args()
     yaml_path = f"hparams/speechocean762/{args.pair}_mkd.yaml"
     base = {"teacher_folder": args.teacher, "manifest_folder": os.path.join(args.teacher, "manifests"),
