@@ -82,7 +82,7 @@ def main():
         with open(yaml_path) as f:
             hp = load_hyperpyyaml(f, {"teacher_folder": teacher})
         table.append((name, len(args.seeds), runs, hp["encoder"].n_params(), None))
-    write_table(args, table, cmds, t_params)
+        write_table(args, table, cmds, t_params)  # after every row: a partial table survives
 
 
 def fmt(runs, task, metric):
