@@ -85,7 +85,10 @@ def main():
         lines.append(f"| {config} | {method} | " + " | ".join(cells) +
                      f" | {100 * r['hierarchy_consistency']:.1f} | {100 * ca['child']:.1f} | {100 * ca['adult']:.1f} |")
     lines += ["", "Commands (from the repository root):", ""]
-    lines += [f"- `python {cmd}`" + (f" ({secs / 60:.0f} min)" if secs > 60 else "") for *_, cmd, secs in rows]
+    lines += [f"- `python {cmd.replace(ROOT + os.sep, '')}`" + (f" ({secs / 60:.0f} min)" if secs > 60 else "")
+              for *_, cmd, secs in rows]
+    lines += ["", "resnet_cpu base was interrupted after epoch 1 and resumed by the same command with "
+              "--number_of_epochs=3 (the schedule depends on the epoch only); its time is that of the resumed part."]
     lines += ["", "Age bins (hparams/labels/speechocean762.yaml): child 6-9, teen 10-15, young 16-24, adult 25+; "
               "super-groups minor / adult. Baseline with exactly these labels and split: "
               "benchmarks/fbank_lr_baseline.md (logistic regression on utterance Fbank statistics).", "",
