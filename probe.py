@@ -94,7 +94,7 @@ def main(argv):
             y_tr, y_te = y_all[:len(ytr_raw)], y_all[len(ytr_raw):]
             layers = list(tr)
             if mname == "random_init":
-                res["random_init"] = {"ALL": _all_only(tr, y_tr, te, y_te, seeds, probe_kw)}
+                res["random_init"] = layerwise(tr, y_tr, te, y_te, seeds, probe_kw, all_only=True)
                 continue
             logger.info("task %s: %d train / %d test utterances, classes %s", task, len(y_tr), len(y_te), names)
             res["layerwise"] = layerwise(tr, y_tr, te, y_te, seeds, probe_kw)
@@ -118,14 +118,6 @@ def main(argv):
             f"{hp['pooling']}; elastic-net probe {probe_kw}; {len(seeds)} seeds; delta {hp['delta']} point(s). "
             f"Command: `python probe.py {hparams_file} {' '.join(argv[1:])}`")
     print(write_report(out, hp["title"], layers, results, sv, meta))
-
-
-def _all_only(tr, y_tr, te, y_te, seeds, probe_kw):
-    from recipes.probing.analysis import mean_sd
-    from recipes.probing.probes import ElasticNetProbe
-    x_tr, x_te = concat_all(tr)[0], concat_all(te)[0]
-    scores = [ElasticNetProbe(**probe_kw, seed=s).fit(x_tr, y_tr).score(x_te, y_te) for s in seeds]
-    return {m: mean_sd([s[m] for s in scores]) for m in ("accuracy", "f1")}
 
 
 if __name__ == "__main__":

@@ -51,12 +51,14 @@ class MKDBrain(ProfilingBrain):
         self._load_teacher()
 
     def _load_teacher(self):
-        self.teacher = None
-        if self.hparams.mkd:
-            self.teacher = SpeakerProfiler.from_folder(self.hparams.teacher_folder).to(self.device)
-            self.teacher.eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+        """Load the frozen teacher once (fit and evaluate both ask for it)."""
+        if not self.hparams.mkd or getattr(self, "teacher", None) is not None:
+            self.teacher = getattr(self, "teacher", None)
+            return
+        self.teacher = SpeakerProfiler.from_folder(self.hparams.teacher_folder).to(self.device)
+        self.teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
 
     def student_inputs(self, feats, lens, stage):
         if self.hparams.mkd and stage == sb.Stage.TRAIN and self.hparams.mixup is not None:

@@ -14,10 +14,11 @@ def mean_sd(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def layerwise(tr, y_tr, te, y_te, seeds, probe_kwargs):
-    """{layer or ALL: {accuracy: (mean, sd), f1: (mean, sd)}}; tr/te: {layer: array}."""
+def layerwise(tr, y_tr, te, y_te, seeds, probe_kwargs, all_only=False):
+    """{layer or ALL: {accuracy: (mean, sd), f1: (mean, sd)}}; tr/te: {layer: array}.
+    all_only: just the "ALL" concatenation (the random-init control)."""
     out = {}
-    for name in list(tr) + ["ALL"]:
+    for name in ([] if all_only else list(tr)) + ["ALL"]:
         x_tr = np.concatenate(list(tr.values()), 1) if name == "ALL" else tr[name]
         x_te = np.concatenate(list(te.values()), 1) if name == "ALL" else te[name]
         scores = [ElasticNetProbe(**probe_kwargs, seed=s).fit(x_tr, y_tr).score(x_te, y_te) for s in seeds]
