@@ -125,6 +125,47 @@ def test_mkd_teacher_frozen_and_student_learns(run_dir):
         assert torch.equal(v, proj0[k])
 
 
+def test_mkd_teacher_cache_is_whole_utterance_embedding(run_dir):
+    """With teacher_cache, training steps read the teacher's embedding of the whole degraded
+    utterance, computed once, and never run the teacher."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    import speechbrain as sb
+    from recipes.brains.mkd import MKDBrain
+    from recipes.data.pipelines import make_dataset
+    from recipes.experiment import build_datasets
+    from speechbrain.dataio.dataloader import make_dataloader
+
+    overrides = {"output_folder": str(run_dir / "mkd_cache"), "teacher_folder": str(run_dir / "out"),
+                 "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo"),
+                 "teacher_cache": True}
+    os.makedirs(run_dir / "mkd_cache", exist_ok=True)
+    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                     checkpointer=None, run_opts={"device": "cpu"})
+    brain.on_fit_start()
+    whole = make_dataset(str(run_dir / "out" / "manifests" / "train.csv"), hp["label_space"], hp["sample_rate"],
+                         channel=hp["train_channel"])
+    good = [whole[i] for i in range(len(whole)) if whole[i]["ok"]]  # the demo has one broken file
+    assert len(brain.cache) == len(good) and len(good) < len(whole)
+    item = max(good, key=lambda e: e["sig"].shape[0])  # unpadded in its (sorted) cache batch
+    direct = brain.teacher.embed(item["sig"].unsqueeze(0))[0]
+    assert torch.allclose(brain.cache[item["id"]], direct, atol=1e-4)
+    assert (run_dir / "mkd_cache" / "teacher_cache.pt").is_file()
+    batch = next(iter(make_dataloader(build_datasets(hp)["train"], **hp["train_dataloader_opts"])))
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("teacher ran during a cached training step")
+
+    brain.teacher.embed = no_teacher
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    brain.modules.train()
+    assert torch.isfinite(brain.fit_batch(batch))
+    assert brain.term_sums["kd"] > 0
+
+
 def test_mkd_end_to_end(run_dir):
     cmd = [sys.executable, "train.py", "hparams/demo_mkd.yaml", f"--output_folder={run_dir}/mkd",
            f"--teacher_folder={run_dir}/out", f"--data_folder={run_dir}/demo",

@@ -8,17 +8,28 @@
   ``kd_weight`` (lambda = 0.25 in Eq. 3).
 - ``concat_teacher``: the heads read Z = [student; teacher] (paper 004); False = heads on
   the student alone, so the deployed student needs no teacher.
+- ``teacher_cache``: the teacher embeds each (deterministically degraded) training utterance
+  once, whole, before epoch 1, and every step reads that embedding instead of running the
+  teacher on the crop: the per-step cost is then the student's plus mixup (see
+  benchmarks/mkd_cost_*.md); the teacher's target is its view of the whole utterance.
+  Validation embeddings are cached after their first pass too.
 - ``mkd: False`` turns all of it off (the "base" / "+CH" student rows), so one YAML gives
   the four rows with two switches (``mkd``, ``hierarchical``).
 """
 
+import logging
+import os
+
 import torch
 
 import speechbrain as sb
+from speechbrain.dataio.dataloader import make_dataloader
 
 from recipes.brains.profiling import ProfilingBrain
 from recipes.inference import SpeakerProfiler
 from recipes.losses import feature_kd_loss
+
+logger = logging.getLogger(__name__)
 
 
 class FixedProjection(torch.nn.Module):
@@ -40,11 +51,15 @@ class FixedProjection(torch.nn.Module):
 
 class MKDBrain(ProfilingBrain):
     """Extra hparams: mkd, teacher_folder, mixup (recipes.augment.MixupView),
-    kd_weight, kd_criterion ('mse' | 'cos'), concat_teacher, projector."""
+    kd_weight, kd_criterion ('mse' | 'cos'), concat_teacher, projector; optional
+    teacher_cache (bool)."""
 
     def on_fit_start(self):
         super().on_fit_start()
         self._load_teacher()
+        self.cache = {}
+        if self.teacher is not None and getattr(self.hparams, "teacher_cache", False):
+            self.cache = self._train_cache()
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
@@ -60,6 +75,47 @@ class MKDBrain(ProfilingBrain):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
 
+    def _train_cache(self):
+        """id -> teacher embedding of the whole degraded training utterance, computed once
+        and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
+        from recipes.experiment import manifest_paths
+        from recipes.data.pipelines import make_dataset
+
+        path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
+        teacher_id = os.path.abspath(self.hparams.teacher_folder)
+        if os.path.isfile(path):
+            saved = torch.load(path)
+            if saved.get("teacher") == teacher_id:
+                return saved["emb"]
+        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        data = make_dataset(train_csv, self.hparams.label_space, self.hparams.sample_rate, sort=True,
+                            channel=getattr(self.hparams, "train_channel", None))
+        loader = make_dataloader(data, **self.hparams.eval_dataloader_opts)
+        cache = {}
+        for batch in loader:
+            if batch is None:
+                continue
+            wavs, lens = batch.sig
+            emb = self.teacher.embed(wavs.to(self.device), lens.to(self.device)).cpu()
+            cache.update(zip(batch.id, emb))
+        if sb.utils.distributed.if_main_process():
+            torch.save({"teacher": teacher_id, "emb": cache}, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        logger.info("teacher cache: %d training utterances embedded once (%s)", len(cache), path)
+        return cache
+
+    def teacher_embed(self, batch, stage):
+        """The teacher's embedding of each utterance of the batch (cached when enabled)."""
+        cache = getattr(self, "cache", None)
+        if cache and stage != sb.Stage.TEST and all(u in cache for u in batch.id):
+            return torch.stack([cache[u] for u in batch.id]).to(self.device)
+        wavs, wav_lens = batch.sig
+        with torch.no_grad():
+            emb = self.teacher.embed(wavs.to(self.device), wav_lens.to(self.device))
+        if cache and stage == sb.Stage.VALID:  # whole utterances: the same every epoch
+            cache.update(zip(batch.id, emb.cpu()))
+        return emb
+
     def student_inputs(self, feats, lens, stage):
         if self.hparams.mkd and stage == sb.Stage.TRAIN and self.hparams.mixup is not None:
             return self.hparams.mixup(feats, lens)
@@ -71,9 +127,7 @@ class MKDBrain(ProfilingBrain):
         out = {"emb": student, "teacher": None}
         z = student
         if self.teacher is not None:
-            wavs, wav_lens = batch.sig
-            with torch.no_grad():
-                teacher = self.teacher.embed(wavs.to(self.device), wav_lens.to(self.device))
+            teacher = self.teacher_embed(batch, stage)
             out["teacher"] = teacher
             if self.hparams.concat_teacher:
                 z = torch.cat([student, teacher], dim=-1)
