@@ -8,6 +8,7 @@ plain student step (same model, batch, crops). Writes benchmarks/mkd_cost.md.
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -24,23 +25,34 @@ from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 from recipes.experiment import build_datasets  # noqa: E402
 
 
-def time_steps(yaml_path, overrides, batches, warmup=2):
+def make_brain(yaml_path, overrides):
+    """A brain ready for training steps, and its one-off setup time (teacher load + cache)."""
     with open(yaml_path) as f:
         hp = load_hyperpyyaml(f, overrides)
     brain = hp["brain_class"](modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                               checkpointer=None, run_opts={"device": "cpu"})
+    cache = os.path.join(hp["output_folder"], "teacher_cache.pt")
+    if os.path.exists(cache):
+        os.remove(cache)  # count the one-off pass every time
     t0 = time.perf_counter()
     brain.on_fit_start()  # loads the teacher; with teacher_cache, embeds the training set once
     setup = time.perf_counter() - t0
     brain.on_stage_start(sb.Stage.TRAIN, 1)
     brain.modules.train()
-    times = []
+    return brain, setup
+
+
+def time_interleaved(brains, batches, warmup=2):
+    """Median s/step of each brain, the brains taking turns on every batch, so that any
+    other load on the machine hits them alike."""
+    times = [[] for _ in brains]
     for i, batch in enumerate(batches):
-        t0 = time.perf_counter()
-        brain.fit_batch(batch)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return sum(times) / len(times), setup
+        for k, brain in enumerate(brains):
+            t0 = time.perf_counter()
+            brain.fit_batch(batch)
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main():
@@ -57,25 +69,24 @@ def main():
     torch.manual_seed(0)
     loader = make_dataloader(build_datasets(hp)["train"], **hp["train_dataloader_opts"])
     batches = [b for _, b in zip(range(args.steps), loader)]  # audio read + channel once, outside the timing
-    rows = []
     os.makedirs("results/bench_mkd_cost", exist_ok=True)
     nocache = {"mkd": True, "teacher_cache": False}
     cache = {"mkd": True, "teacher_cache": True}
-    for name, extra in [("student (plain)", {"mkd": False}),
-                        ("+ teacher on every crop + mixup + KD, concat_teacher", nocache),
-                        ("+ teacher on every crop + mixup + KD, student-only heads", {**nocache, "concat_teacher": False}),
-                        ("+ cached teacher + mixup + KD, concat_teacher", cache),
-                        ("+ cached teacher + mixup + KD, student-only heads", {**cache, "concat_teacher": False})]:
-        if os.path.exists("results/bench_mkd_cost/teacher_cache.pt"):
-            os.remove("results/bench_mkd_cost/teacher_cache.pt")  # count the one-off pass every time
-        rows.append((name, *time_steps(yaml_path, {**base, **extra}, batches)))
+    configs = [("student (plain)", {"mkd": False}),
+               ("+ teacher on every crop + mixup + KD, concat_teacher", nocache),
+               ("+ teacher on every crop + mixup + KD, student-only heads", {**nocache, "concat_teacher": False}),
+               ("+ cached teacher + mixup + KD, concat_teacher", cache),
+               ("+ cached teacher + mixup + KD, student-only heads", {**cache, "concat_teacher": False})]
+    brains, setups = zip(*[make_brain(yaml_path, {**base, **extra}) for _, extra in configs])
+    rows = list(zip([n for n, _ in configs], time_interleaved(brains, batches), setups))
     plain = rows[0][1]
     n_train = len(build_datasets(hp)["train"])
     epoch_steps = -(-n_train // hp["batch_size"])
     lines = [f"# Cost of MKD per training step ({args.pair} pair)", "",
              f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads on {os.cpu_count()} CPU cores, "
-             f"no GPU. Batch {hp['batch_size']}, {hp['crop_seconds']} s crops, mean of {args.steps - 2} steps "
-             "after 2 warm-up steps (data loading excluded).", "",
+             f"no GPU. Batch {hp['batch_size']}, {hp['crop_seconds']} s crops, median of {args.steps - 2} steps "
+             "after 2 warm-up steps (data loading excluded); the five set-ups take turns on every batch, so "
+             "other load on the machine hits them alike.", "",
              "| training step | s/step | ratio to plain | one-off setup s | ratio incl. setup over 1 / 10 epochs |",
              "|---|---|---|---|---|"]
     for n, t, setup in rows:

@@ -11,6 +11,7 @@ of the test split. Writes benchmarks/mkd_table.md.
 """
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -26,18 +27,27 @@ sys.path.insert(0, ROOT)
 from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
+from local.prepare_csv import prepare_csv  # noqa: E402
+from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
 from recipes.evaluation import PredictionCollector, compute_results  # noqa: E402
 from recipes.inference import SpeakerProfiler  # noqa: E402
 
+VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"concat_teacher": False},
+            "no cache": {"teacher_cache": False}}
 ROWS = [("base", False, False), ("+MKD", True, False), ("+CH", False, True), ("+MKD+CH", True, True)]
 
 
-def evaluate_teacher(folder, yaml_path, manifest):
-    """The frozen teacher on the degraded test set (same channel as the students')."""
+def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
+    """A trained folder (teacher or student) on the degraded copy of ``manifest`` (same channel
+    as the students'); adapt_on: a manifest whose degraded audio re-estimates the feature
+    statistics first (recipes/adaptation.py)."""
     with open(yaml_path) as f:
         hp = load_hyperpyyaml(f, {"teacher_folder": folder})
     model = SpeakerProfiler.from_folder(folder)
+    if adapt_on:
+        adapt = make_dataset(adapt_on, model.label_space, model.sample_rate, sort=True, channel=hp["train_channel"])
+        adapt_normalizer(model, make_dataloader(adapt, batch_size=16, collate_fn=SkipBadCollate()))
     ds = make_dataset(manifest, model.label_space, model.sample_rate, sort=True, channel=hp["test_channel"])
     col = PredictionCollector()
     for batch in make_dataloader(ds, batch_size=16, collate_fn=SkipBadCollate()):
@@ -54,35 +64,83 @@ def main():
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234])
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help=f"extra rows ROW:VARIANT, ROW in +MKD, +MKD+CH, VARIANT in {sorted(VARIANTS)}")
+    ap.add_argument("--finetune", action="store_true", help="add the F/T rows (paper 004)")
     ap.add_argument("--results", default=os.path.join(ROOT, "results", "bench_mkd"))
     args = ap.parse_args()
     yaml_path = os.path.join(ROOT, "hparams", "speechocean762", f"{args.pair}_mkd.yaml")
     teacher = args.teacher or os.path.join(ROOT, "results", "bench_core", f"{args.pair}_ch", str(args.seeds[0]))
     manifests = os.path.join(teacher, "manifests")
     os.makedirs(args.results, exist_ok=True)
-    t_res, t_params = evaluate_teacher(teacher, yaml_path, os.path.join(manifests, "test.csv"))
+    test_csv = os.path.join(manifests, "test.csv")
+    t_res, t_params = evaluate_folder(teacher, yaml_path, test_csv)
     table = [("teacher (clean-trained, +CH)", "-", t_res, t_params, None)]
+    a_res, _ = evaluate_folder(teacher, yaml_path, test_csv, adapt_on=os.path.join(manifests, "train.csv"))
+    table.append(("teacher, feature stats re-estimated on degraded train audio", "-", a_res, t_params, None))
     cmds = []
-    for name, mkd, ch in ROWS:
+
+    def train(out, extra):
+        """train.py once per output folder (finished runs are reused); its test results."""
+        cmd = [sys.executable, "train.py", f"hparams/speechocean762/{args.pair}_mkd.yaml",
+               f"--teacher_folder={teacher}", f"--output_folder={out}", f"--number_of_epochs={args.epochs}",
+               f"--lr={args.lr}", "--noprogressbar"] + [f"--{k}={v}" for k, v in extra.items()]
+        t0 = time.time()
+        if not os.path.isfile(os.path.join(out, "results.json")):
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "bench.log"), "a") as log:
+                subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
+        cmds.append((" ".join(cmd[1:]), time.time() - t0))
+        with open(os.path.join(out, "results.json")) as f:
+            return json.load(f)["test"]
+
+    with open(yaml_path) as f:
+        n_student = load_hyperpyyaml(f, {"teacher_folder": teacher})["encoder"].n_params()
+    rows = [(name, {"mkd": mkd, "hierarchical": ch}) for name, mkd, ch in ROWS]
+    for spec in args.variants:
+        name, v = spec.split(":")
+        rows.append((f"{name} ({v})", {"mkd": True, "hierarchical": name == "+MKD+CH", **VARIANTS[v]}))
+    folders = {}
+    for name, extra in rows:
+        tag = name.replace("+", "_").replace(" (", "_").replace(" ", "-").strip("_)") or "base"
         runs = []
         for seed in args.seeds:
-            out = os.path.join(args.results, f"{args.pair}_{name.strip('+').replace('+', '_') or 'base'}", str(seed))
-            cmd = [sys.executable, "train.py", f"hparams/speechocean762/{args.pair}_mkd.yaml", f"--mkd={mkd}",
-                   f"--hierarchical={ch}", f"--teacher_folder={teacher}", f"--manifest_folder={manifests}",
-                   f"--output_folder={out}", f"--seed={seed}", f"--number_of_epochs={args.epochs}",
-                   f"--lr={args.lr}", "--noprogressbar"]
-            t0 = time.time()
-            if not os.path.isfile(os.path.join(out, "results.json")):
-                os.makedirs(out, exist_ok=True)
-                with open(os.path.join(out, "bench.log"), "a") as log:
-                    subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-            cmds.append((" ".join(cmd[1:]), time.time() - t0))
-            with open(os.path.join(out, "results.json")) as f:
-                runs.append(json.load(f)["test"])
-        with open(yaml_path) as f:
-            hp = load_hyperpyyaml(f, {"teacher_folder": teacher})
-        table.append((name, len(args.seeds), runs, hp["encoder"].n_params(), None))
+            folders[name, seed] = out = os.path.join(args.results, f"{args.pair}_{tag}", str(seed))
+            runs.append(train(out, {**extra, "seed": seed, "manifest_folder": manifests}))
+        table.append((name, len(args.seeds), runs, n_student, None))
         write_table(args, table, cmds, t_params)  # after every row: a partial table survives
+    if args.finetune:
+        finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, n_student)
+
+
+def finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, n_student):
+    """Paper 004 "F/T" rows: a small in-house-like CSV corpus (the test split's speakers,
+    re-split 40/10/50 by speaker through local/prepare_csv.py), students evaluated on its test
+    part before and after fine-tuning on its train part (same telephone channel)."""
+    ft = os.path.join(args.results, "ft_corpus")
+    os.makedirs(ft, exist_ok=True)
+    csv_in = os.path.join(ft, "calls.csv")
+    with open(os.path.join(manifests, "test.csv")) as f, open(csv_in, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["path", "speaker", "gender", "age", "id"])
+        for r in csv.DictReader(f):
+            w.writerow([r["wav"], r["spk_id"], r["gender"], r["age"], r["ID"]])
+    ft_man = os.path.join(ft, "manifests")
+    ratios = (0.4, 0.1, 0.5)
+    prepare_csv(csv_in, ft_man, ratios=ratios, seed=1234)
+    ft_test = os.path.join(ft_man, "test.csv")
+    for name in ("base", "+MKD+CH"):
+        before, after = [], []
+        for seed in args.seeds:
+            student = folders[name, seed]
+            before.append(evaluate_folder(student, yaml_path, ft_test)[0])
+            after.append(train(student + "_ft", {
+                "input_csv": csv_in, "csv_ratios": f"[{','.join(map(str, ratios))}]", "manifest_folder": ft_man,
+                "init_from": student, "label_noise_rate": 0.0, "seed": seed,
+                "mkd": name != "base", "hierarchical": name != "base"}))
+        table.append((f"{name}, F/T-test, no F/T", len(args.seeds), before, n_student, None))
+        table.append((f"{name} + F/T", len(args.seeds), after, n_student, None))
+        write_table(args, table, cmds, t_params)
 
 
 def fmt(runs, task, metric):

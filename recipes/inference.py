@@ -13,6 +13,20 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from recipes.data.audio import load_audio
 
+# an MKD student's copy of its teacher's feature statistics, when re-estimated on its domain
+TEACHER_NORM = "teacher_norm.pt"
+
+
+def save_normalizer(norm, path):
+    """Global mean/std of an InputNormalization, written atomically."""
+    torch.save({"glob_mean": norm.glob_mean.cpu(), "glob_std": norm.glob_std.cpu()}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_normalizer(norm, path, device="cpu"):
+    stats = torch.load(path)
+    norm.glob_mean, norm.glob_std = stats["glob_mean"].to(device), stats["glob_std"].to(device)
+
 
 class SpeakerProfiler(torch.nn.Module):
     """Features + normalisation + encoder + heads of a trained folder, in eval mode."""
@@ -46,6 +60,9 @@ class SpeakerProfiler(torch.nn.Module):
         ckpt = Checkpointer(os.path.join(folder, "save"), recoverables=recoverables, allow_partial_load=True)
         if ckpt.recover_if_possible(max_key="mean_f1") is None:
             raise FileNotFoundError(f"no checkpoint in {folder}/save")
+        teacher_norm = os.path.join(folder, TEACHER_NORM)
+        if model.teacher is not None and os.path.isfile(teacher_norm):
+            load_normalizer(model.teacher.mean_var_norm, teacher_norm)
         return model.to(device).eval()
 
     @torch.no_grad()

@@ -166,6 +166,39 @@ def test_mkd_teacher_cache_is_whole_utterance_embedding(run_dir):
     assert brain.term_sums["kd"] > 0
 
 
+def test_mkd_teacher_adapt_norm(run_dir):
+    """teacher_adapt_norm: the teacher's feature mean becomes the mean of the Fbank frames of
+    the student's degraded training audio; no teacher weight changes; saved for inference."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    from recipes.brains.mkd import MKDBrain
+    from recipes.data.pipelines import make_dataset
+    from recipes.inference import SpeakerProfiler
+
+    out = run_dir / "mkd_adapt"
+    overrides = {"output_folder": str(out), "teacher_folder": str(run_dir / "out"),
+                 "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo"),
+                 "teacher_cache": False, "teacher_adapt_norm": True}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                     checkpointer=None, run_opts={"device": "cpu"})
+    brain.on_fit_start()
+    clean = SpeakerProfiler.from_folder(str(run_dir / "out"))
+    whole = make_dataset(str(run_dir / "out" / "manifests" / "train.csv"), hp["label_space"], hp["sample_rate"],
+                         channel=hp["train_channel"])
+    frames = torch.cat([clean.compute_features(whole[i]["sig"].unsqueeze(0))[0]
+                        for i in range(len(whole)) if whole[i]["ok"]])
+    adapted = brain.teacher.mean_var_norm.glob_mean.view(-1)
+    assert (adapted - frames.mean(0)).abs().max() < 0.05  # log-Mel values of about -20
+    assert (adapted - clean.mean_var_norm.glob_mean.view(-1)).abs().max() > 0.5
+    for (k, v), (_, w) in zip(brain.teacher.state_dict().items(), clean.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert (out / "teacher_norm.pt").is_file()
+
+
 def test_mkd_end_to_end(run_dir):
     cmd = [sys.executable, "train.py", "hparams/demo_mkd.yaml", f"--output_folder={run_dir}/mkd",
            f"--teacher_folder={run_dir}/out", f"--data_folder={run_dir}/demo",

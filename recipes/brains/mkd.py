@@ -13,6 +13,8 @@
   teacher on the crop: the per-step cost is then the student's plus mixup (see
   benchmarks/mkd_cost_*.md); the teacher's target is its view of the whole utterance.
   Validation embeddings are cached after their first pass too.
+- ``teacher_adapt_norm``: the frozen teacher's feature mean/std are re-estimated on the
+  student's (degraded) training audio; its weights do not change (recipes/adaptation.py).
 - ``mkd: False`` turns all of it off (the "base" / "+CH" student rows), so one YAML gives
   the four rows with two switches (``mkd``, ``hierarchical``).
 """
@@ -25,8 +27,11 @@ import torch
 import speechbrain as sb
 from speechbrain.dataio.dataloader import make_dataloader
 
+from recipes.adaptation import adapt_normalizer, embed_dataset
 from recipes.brains.profiling import ProfilingBrain
-from recipes.inference import SpeakerProfiler
+from recipes.data.pipelines import make_dataset
+from recipes.experiment import manifest_paths
+from recipes.inference import TEACHER_NORM, SpeakerProfiler, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 
 logger = logging.getLogger(__name__)
@@ -66,7 +71,9 @@ class MKDBrain(ProfilingBrain):
         self._load_teacher()
 
     def _load_teacher(self):
-        """Load the frozen teacher once (fit and evaluate both ask for it)."""
+        """Load the frozen teacher once (fit and evaluate both ask for it); with
+        ``teacher_adapt_norm``, its feature statistics come from the student's training
+        audio (recipes/adaptation.py), saved as <output_folder>/teacher_norm.pt."""
         if not self.hparams.mkd or getattr(self, "teacher", None) is not None:
             self.teacher = getattr(self, "teacher", None)
             return
@@ -74,30 +81,33 @@ class MKDBrain(ProfilingBrain):
         self.teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        if getattr(self.hparams, "teacher_adapt_norm", False):
+            path = os.path.join(self.hparams.output_folder, TEACHER_NORM)
+            if not os.path.isfile(path):
+                adapt_normalizer(self.teacher, self._whole_train_loader(), self.device)
+                if sb.utils.distributed.if_main_process():
+                    save_normalizer(self.teacher.mean_var_norm, path)
+                sb.utils.distributed.ddp_barrier()
+            load_normalizer(self.teacher.mean_var_norm, path, self.device)
+
+    def _whole_train_loader(self):
+        """The student's training utterances, whole, through its (deterministic) channel."""
+        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        data = make_dataset(train_csv, self.hparams.label_space, self.hparams.sample_rate, sort=True,
+                            channel=getattr(self.hparams, "train_channel", None))
+        return make_dataloader(data, **self.hparams.eval_dataloader_opts)
 
     def _train_cache(self):
         """id -> teacher embedding of the whole degraded training utterance, computed once
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
-        from recipes.experiment import manifest_paths
-        from recipes.data.pipelines import make_dataset
-
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
-        teacher_id = os.path.abspath(self.hparams.teacher_folder)
+        teacher_id = [os.path.abspath(self.hparams.teacher_folder),
+                      bool(getattr(self.hparams, "teacher_adapt_norm", False))]
         if os.path.isfile(path):
             saved = torch.load(path)
             if saved.get("teacher") == teacher_id:
                 return saved["emb"]
-        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
-        data = make_dataset(train_csv, self.hparams.label_space, self.hparams.sample_rate, sort=True,
-                            channel=getattr(self.hparams, "train_channel", None))
-        loader = make_dataloader(data, **self.hparams.eval_dataloader_opts)
-        cache = {}
-        for batch in loader:
-            if batch is None:
-                continue
-            wavs, lens = batch.sig
-            emb = self.teacher.embed(wavs.to(self.device), lens.to(self.device)).cpu()
-            cache.update(zip(batch.id, emb))
+        cache = embed_dataset(self.teacher, self._whole_train_loader(), self.device)
         if sb.utils.distributed.if_main_process():
             torch.save({"teacher": teacher_id, "emb": cache}, path + ".tmp")
             os.replace(path + ".tmp", path)

@@ -1,0 +1,24 @@
+"""Data preparation chosen by YAML: the speechocean762 folder, or, when ``input_csv`` is
+set, an in-house CSV corpus (local/prepare_csv.py), e.g. for the F/T rows of paper 004:
+
+    python train.py hparams/speechocean762/ecapa_cpu_mkd.yaml --input_csv=calls.csv \
+        --init_from=<student output folder> --output_folder=<new folder>
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from local.prepare_csv import prepare_csv  # noqa: E402
+from local.prepare_speechocean762 import prepare_speechocean762  # noqa: E402
+
+
+def prepare_corpus(data_folder, save_folder, input_csv=None, csv_ratios=(0.8, 0.1, 0.1),
+                   valid_ratio=0.1, min_duration=1.0, max_duration=20.0, seed=1234):
+    """Write save_folder/{train,valid,test}.csv from input_csv if given, else data_folder."""
+    if input_csv:
+        return prepare_csv(input_csv, save_folder, min_duration=min_duration, max_duration=max_duration,
+                           ratios=tuple(csv_ratios), seed=seed)
+    return prepare_speechocean762(data_folder, save_folder, valid_ratio=valid_ratio,
+                                  min_duration=min_duration, max_duration=max_duration, seed=seed)
