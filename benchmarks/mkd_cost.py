@@ -93,8 +93,11 @@ def main():
         amort = [(t * epoch_steps * e + setup) / (plain * epoch_steps * e) for e in (1, 10)]
         lines.append(f"| {n} | {t:.3f} | {t / plain:.2f}x | {setup:.1f} | {amort[0]:.2f}x / {amort[1]:.2f}x |")
     lines += ["", f"One epoch = {epoch_steps} steps ({n_train} training utterances). Setup = loading the teacher "
-              "and, with the cache, embedding every whole training utterance once (saved in the output folder, "
-              "so a resumed run does not pay it again)."]
+              "and, with the cache, reading, channel-simulating and embedding every whole training utterance once "
+              "(saved in the output folder, so a resumed run does not pay it again); most of it is the data pass "
+              "(every epoch pays one too, with num_workers: 0), and it ran while other jobs shared the 2 cores. "
+              "The last column adds the setup to the step compute only (data loading excluded), so it overstates "
+              "the cost of the cache."]
     lines += ["", f"Command: `python benchmarks/mkd_cost.py --pair {args.pair} --teacher {args.teacher}`"]
     with open(os.path.join(ROOT, "benchmarks", f"mkd_cost_{args.pair}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
