@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Committed probing reports (issue: papers 000 / 001) for an ECAPA teacher, its MKD student
+and a random-init ECAPA: runs probe.py on each (extraction is cached, so a rerun only redoes
+what is missing) and copies report.md, the CSVs, results.json and probing.png to
+benchmarks/probing/<name>/. The summary against paper 001 is benchmarks/probing/README.md.
+
+    python benchmarks/probing_reports.py [--teacher results/bench_core/ecapa_cpu_ch/1234]
+        [--student results/bench_mkd/ecapa_cpu_MKD_CH/1234] [--n_seeds 3]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILES = ("report.md", "layerwise.csv", "neurons.csv", "distribution.csv", "results.json", "probing.png")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--teacher", default="results/bench_core/ecapa_cpu_ch/1234")
+    ap.add_argument("--student", default="results/bench_mkd/ecapa_cpu_MKD_CH/1234")
+    ap.add_argument("--n_seeds", type=int, default=3)
+    ap.add_argument("--max_per_speaker", type=int, default=4)
+    ap.add_argument("--channel_per_speaker", type=int, default=1)
+    args = ap.parse_args()
+    common = [f"--n_seeds={args.n_seeds}", f"--max_per_speaker={args.max_per_speaker}",
+              f"--channel_per_speaker={args.channel_per_speaker}"]
+    runs = [("teacher", args.teacher, ["--title=ECAPA teacher C 256, clean, +CH"], False),
+            ("student", args.student, ["--title=ECAPA MKD student C 160, +MKD+CH, telephone domain"], False),
+            ("random_init", args.teacher, ["--title=ECAPA C 256, random init", "--random_init=True",
+                                           "--random_init_baseline=False"], True)]
+    for name, folder, extra, rand in runs:
+        out = os.path.join(folder, f"probe_random_{rand}")
+        if not os.path.isfile(os.path.join(out, "report.md")):
+            cmd = [sys.executable, "probe.py", "hparams/probe/speechocean762.yaml", f"--model_folder={folder}",
+                   *common, *extra]
+            subprocess.run(cmd, cwd=ROOT, check=True)
+        dest = os.path.join(ROOT, "benchmarks", "probing", name)
+        os.makedirs(dest, exist_ok=True)
+        for f in FILES:
+            shutil.copy(os.path.join(ROOT, out, f), dest)
+        print(f"{name}: {dest}")
+
+
+if __name__ == "__main__":
+    main()
