@@ -1,28 +1,77 @@
 #!/usr/bin/env python3
-"""Profile audio files with a trained folder: per file, each task's label and probability.
+"""Profile audio files with a trained (or exported) folder: per file, each task's label and
+probability. Long files are cut into windows whose probabilities are averaged (mean of the
+speech windows' probabilities); silence-only windows are skipped; a file with no speech is
+reported as silent.
 
-    python infer.py results/demo/1234 a.wav b.flac ...
+    python infer.py results/demo/1234 a.wav b.flac ...            # a table
+    python infer.py results/demo/1234 call.wav --window 4 --hop 2 --json
 """
 
 import argparse
+import json
 import sys
 
 from recipes.data.audio import AudioError
-from recipes.inference import SpeakerProfiler
+from recipes.interface import TASKS, SpeakerProfilerInterface
+
+
+UNSET = object()  # option not given: the folder's YAML value
+
+
+def threshold(value):
+    """A dB value, or 'off' (None)."""
+    return None if value.lower() in ("off", "none") else float(value)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", help="output folder of train.py, or a folder written by export.py")
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--window", type=float, default=UNSET,
+                    help="window length in seconds (default: the folder's YAML, 4.0)")
+    ap.add_argument("--hop", type=float, default=UNSET, help="hop between windows in seconds (default 2.0)")
+    ap.add_argument("--silence-db", type=threshold, default=UNSET,
+                    help="skip windows this many dB below the file's loudest window; 'off' (default 40)")
+    ap.add_argument("--floor-dbfs", type=threshold, default=UNSET,
+                    help="skip windows whose RMS level is below this dBFS; 'off' (default -60)")
+    ap.add_argument("--batch", type=int, default=UNSET, help="windows per forward pass (default 32)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
+    ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
+    return ap.parse_args(argv)
+
+
+def overrides_from(args):
+    """The interface options given on the command line (None = a threshold turned off)."""
+    names = {"window": "window_seconds", "hop": "hop_seconds", "silence_db": "silence_threshold_db",
+             "floor_dbfs": "silence_floor_dbfs", "batch": "window_batch_size"}
+    return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not UNSET}
+
+
+def table_row(path, res):
+    if res["silent"]:
+        return "\t".join([path] + ["-"] * 6 + [f"0/{res['n_windows']}", "silent"])
+    cells = [f"{res[t]['label']}\t{res[t]['prob']:.3f}" for t in TASKS]
+    return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"])
+
+
+def json_row(path, res, with_embedding):
+    out = {"file": path, **{k: v for k, v in res.items() if k != "embedding"}}
+    if with_embedding and res["embedding"] is not None:
+        out["embedding"] = [round(x, 6) for x in res["embedding"].tolist()]
+    return json.dumps(out)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", help="output folder of train.py")
-    ap.add_argument("files", nargs="+")
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     try:
-        profiler = SpeakerProfiler.from_folder(args.folder, args.device)
+        profiler = SpeakerProfilerInterface.from_folder(args.folder, args.device, overrides=overrides_from(args))
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
     failed = 0
-    print("file\tgender\tp\tage_sup\tp\tage_sub\tp")
+    if not args.json:
+        print("file\tgender\tp\tage_sup\tp\tage_sub\tp\tspeech_windows")
     for path in args.files:
         try:
             res = profiler.classify_file(path)
@@ -30,8 +79,9 @@ def main(argv=None):
             print(f"{path}\terror: {err}", file=sys.stderr)
             failed += 1
             continue
-        cells = [f"{res[t][0]}\t{res[t][1]:.3f}" for t in ("gender", "age_sup", "age_sub")]
-        print(path + "\t" + "\t".join(cells))
+        if res["silent"]:
+            print(f"{path}: no speech above the silence thresholds", file=sys.stderr)
+        print(json_row(path, res, args.embedding) if args.json else table_row(path, res))
     return 1 if failed else 0
 
 

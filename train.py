@@ -2,10 +2,13 @@
 """Train and evaluate a multi-task speaker-profiling model (gender, age-sup, age-sub).
 
     python train.py hparams/demo.yaml [--key=value ...]
+    torchrun --nproc_per_node=2 train.py hparams/demo.yaml [--distributed_backend=gloo]  # DDP
 
 Running the same command again resumes from the last checkpoint. Outputs in
 <output_folder>: save/ (checkpoints), train_log.txt, results.json, results.md,
-confusion_test.png, inference.yaml (for infer.py).
+confusion_test.png, inference.yaml (for infer.py), pretrained/ (the SpeechBrain
+pretrained folder of the best checkpoint: recipes/interface.py).
+SpeechBrain run options work as usual (--device, --precision=bf16|fp16, --compile, ...).
 """
 
 import logging
@@ -18,7 +21,8 @@ from speechbrain.utils.distributed import run_on_main
 
 from recipes.evaluation import write_predictions, write_results
 from recipes.data.manifest import ManifestError
-from recipes.experiment import build_datasets, init_from_folder, write_inference_yaml
+from recipes.experiment import build_datasets, init_from_folder, loader_kwargs, write_inference_yaml
+from recipes.interface import export_pretrained
 from recipes.labels import LabelError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
     with open(hparams_file) as f:
         hparams = load_hyperpyyaml(f, overrides)
     sb.create_experiment_directory(
@@ -35,19 +40,23 @@ def main(argv):
     run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(hparams)
+    loaders = loader_kwargs(hparams, datasets)
     init_from_folder(hparams)  # fine-tuning from another output folder, if init_from is set
 
     brain = hparams["brain_class"](
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
-              train_loader_kwargs=hparams["train_dataloader_opts"],
-              valid_loader_kwargs=hparams["eval_dataloader_opts"])
-    brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=hparams["eval_dataloader_opts"])
+              train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
+    brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     if sb.utils.distributed.if_main_process():
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
         print(f"\nResults ({out}/results.json):\n{table}")
+        try:
+            export_pretrained(out)  # <out>/pretrained: speechbrain.inference / foreign_class
+        except FileNotFoundError as err:
+            logger.warning("no pretrained/ folder written: %s", err)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""Glue shared by the entry scripts: datasets from manifests, the inference YAML."""
+"""Glue shared by the entry scripts: datasets from manifests (or shards), their loader
+options, the inference YAML."""
 
+import functools
 import io
 import logging
 import os
 
 import ruamel.yaml
 from hyperpyyaml import resolve_references
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.distributed import run_on_main
 
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
@@ -22,7 +26,9 @@ def manifest_paths(hparams):
 
 
 def build_datasets(hparams):
-    """Validate the manifests (labels, files, speaker-disjoint splits), then make datasets."""
+    """Validate the manifests (labels, files, speaker-disjoint splits), then make datasets:
+    from the audio files, or (``use_shards: True``) from WebDataset shards in
+    ``shard_folder``, written from the manifests first if missing or out of date."""
     paths = manifest_paths(hparams)
     for split, path in paths.items():
         rows = validate_manifest(path, hparams["label_space"])
@@ -33,12 +39,70 @@ def build_datasets(hparams):
     train_ch, test_ch = hparams.get("train_channel"), hparams.get("test_channel")
     noise = dict(label_noise_rate=hparams.get("label_noise_rate", 0.0),
                  label_noise_seed=hparams.get("seed", 0))
+    if hparams.get("use_shards"):
+        return build_shard_datasets(hparams, train_ch, test_ch, noise)
     return {
         "train": make_dataset(paths["train"], ls, sr, crop_seconds=hparams["crop_seconds"],
                               channel=train_ch, **noise),
         "valid": make_dataset(paths["valid"], ls, sr, sort=True, channel=train_ch),
         "test": make_dataset(paths["test"], ls, sr, sort=True, channel=test_ch),
     }
+
+
+def build_shard_datasets(hparams, train_ch, test_ch, noise):
+    from recipes.data.shards import make_shard_dataset, prepare_shards
+
+    folder, ls, sr = hparams["shard_folder"], hparams["label_space"], hparams["sample_rate"]
+    run_on_main(prepare_shards, args=[hparams["manifest_folder"], folder, sr],
+                kwargs={"samples_per_shard": hparams.get("samples_per_shard", 1000),
+                        "seed": hparams.get("seed", 0)})
+    split = lambda s: os.path.join(folder, s)  # noqa: E731
+    return {
+        "train": make_shard_dataset(split("train"), ls, sr, train=True, crop_seconds=hparams["crop_seconds"],
+                                    channel=train_ch, shuffle_buffer=hparams.get("shard_shuffle_buffer", 1000),
+                                    seed=hparams.get("seed", 0), **noise),
+        "valid": make_shard_dataset(split("valid"), ls, sr, channel=train_ch),
+        "test": make_shard_dataset(split("test"), ls, sr, channel=test_ch),
+    }
+
+
+def loader_kwargs(hparams, datasets):
+    """DataLoader options of each split: the YAML's ``train_dataloader_opts`` and
+    ``eval_dataloader_opts``; with ``dynamic_batching: True`` a SpeechBrain
+    DynamicBatchSampler per split instead (``dynamic_batch_sampler`` options in YAML:
+    batches of at most ``max_batch_length`` seconds of audio, lengths from the manifest's
+    ``duration`` column, capped at ``crop_seconds`` for training; training drops the
+    leftover examples of each bucket, ``drop_last``); with shards, no
+    ``shuffle`` (the shard pipeline shuffles)."""
+    train, evals = dict(hparams["train_dataloader_opts"]), dict(hparams["eval_dataloader_opts"])
+    if hparams.get("use_shards"):
+        if hparams.get("dynamic_batching"):
+            raise ValueError("dynamic_batching needs the file-based datasets (use_shards: False)")
+        train.pop("shuffle", None)
+        return {"train": train, "valid": evals, "test": evals}
+    if not hparams.get("dynamic_batching"):
+        return {"train": train, "valid": evals, "test": evals}
+    opts = hparams["dynamic_batch_sampler"]
+
+    def sampler_kwargs(split, base, is_train):
+        cap = hparams["crop_seconds"] if is_train else None
+        sampler = DynamicBatchSampler(
+            datasets[split], max_batch_length=opts["max_batch_length"], num_buckets=opts["num_buckets"],
+            length_func=functools.partial(utterance_seconds, cap=cap), shuffle=is_train and opts["shuffle"],
+            batch_ordering=opts["batch_ordering"] if is_train else "descending",
+            max_batch_ex=opts.get("max_batch_ex"), seed=hparams.get("seed", 42),
+            drop_last=is_train and opts.get("drop_last", True))  # no 1-utterance BatchNorm batch
+        return {"batch_sampler": sampler, "num_workers": base.get("num_workers", 0),
+                "collate_fn": base.get("collate_fn")}
+
+    return {"train": sampler_kwargs("train", train, True), "valid": sampler_kwargs("valid", evals, False),
+            "test": sampler_kwargs("test", evals, False)}
+
+
+def utterance_seconds(row, cap=None):
+    """Length of a manifest row for DynamicBatchSampler: its duration, capped at ``cap``."""
+    dur = float(row["duration"])
+    return dur if cap is None else min(dur, cap)
 
 
 def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS):

@@ -5,13 +5,18 @@ import torch
 
 
 class TaskHead(torch.nn.Module):
-    """Dense block + linear classifier. ``hidden`` is the probing "heads" layer."""
+    """Dense block + linear classifier. ``hidden`` is the probing "heads" layer.
 
-    def __init__(self, input_size, n_classes, hidden_size=256, dropout=0.2):
+    ``layer_norm: True`` puts a LayerNorm (paper 002 Eq. 1, Section II-A) in place of the
+    BatchNorm before the non-linearity; False (default) keeps the checkpoint layout.
+    """
+
+    def __init__(self, input_size, n_classes, hidden_size=256, dropout=0.2, layer_norm=False):
         super().__init__()
+        norm = torch.nn.LayerNorm(hidden_size) if layer_norm else torch.nn.BatchNorm1d(hidden_size)
         self.hidden = torch.nn.Sequential(
             torch.nn.Linear(input_size, hidden_size),
-            torch.nn.BatchNorm1d(hidden_size),
+            norm,
             torch.nn.LeakyReLU(),
             torch.nn.Dropout(dropout),
         )
@@ -26,13 +31,17 @@ class ProfilingHeads(torch.nn.Module):
 
     tasks = ("gender", "age_sup", "age_sub")
 
-    def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2):
+    def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False):
         super().__init__()
         sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup,
                  "age_sub": label_space.n_sub}
         self.heads = torch.nn.ModuleDict(
-            {t: TaskHead(input_size, sizes[t], hidden_size, dropout) for t in self.tasks})
+            {t: TaskHead(input_size, sizes[t], hidden_size, dropout, layer_norm) for t in self.tasks})
 
     def forward(self, emb):
         """emb (batch, input_size) -> dict task -> logits (batch, n_classes)."""
         return {t: self.heads[t](emb) for t in self.tasks}
+
+    def replacing_groups(self):
+        """Module replacing (paper 003): each task head is one replaceable module."""
+        return [[f"heads.{t}"] for t in self.tasks]

@@ -1,4 +1,5 @@
-"""Losses of paper 004 (Eq. 2-5): feature KD, asymmetric loss, dependency loss, total.
+"""Losses of paper 004 (Eq. 2-5): feature KD, asymmetric loss, dependency loss, total;
+logit KD with temperature of paper 002 (Eq. 2-4).
 
 All inputs are raw logits (batch, n_classes) and integer targets (batch,).
 """
@@ -66,6 +67,49 @@ def feature_kd_loss(student, teacher, kind="mse"):
     if kind in ("cos", "cosine"):
         return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
     raise ValueError(f"unknown KD criterion {kind!r} (use 'mse' or 'cos')")
+
+
+def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0):
+    """Paper 002 Eq. 2 with the softmax of Eq. 3 on both models: -sum_j y~_j log y_j, where
+    y~ = softmax(z_teacher / T) and y = softmax(z_student / T); batch mean. It differs
+    from KL(y~ || y) by the teacher's entropy only (same gradient)."""
+    soft_targets = F.softmax(teacher_logits.detach() / temperature, dim=-1)  # Eq. 3 (teacher)
+    log_y = F.log_softmax(student_logits / temperature, dim=-1)  # Eq. 3 (student)
+    return -(soft_targets * log_y).sum(dim=-1).mean()  # Eq. 2
+
+
+def logit_kd_loss(kd_loss, task_loss, temperature=1.0, lam=0.5):
+    """Paper 002 Eq. 4 with the usual T^2 scaling (Hinton et al.):
+    L = lam * T^2 * L_KD + (1 - lam) * L_task.
+
+    ``lam`` weighs the distillation term; ``1 - lam`` the ground-truth term. Eq. 4 writes
+    lam * L_KD + (1 - lam) / T^2 * L_CE, i.e. the same loss divided by T^2: multiplying by
+    T^2 keeps the gradient scale of the ground-truth term independent of T, so lam = 0 is
+    exactly the task loss at any T.
+    """
+    return lam * temperature ** 2 * kd_loss + (1.0 - lam) * task_loss  # Eq. 4 (x T^2)
+
+
+class LogitKDObjective:
+    """Multi-task logit KD: the task objective (``ProfilingObjective``, the ground-truth
+    loss L_CE of Eq. 4) mixed with soft cross-entropy to the teacher's posteriors on every
+    head (gender, age-sup, age-sub), summed over heads, by Eq. 4."""
+
+    def __init__(self, task_objective, temperature=2.0, lam=0.2):
+        if temperature <= 0 or not 0.0 <= lam <= 1.0:
+            raise ValueError(f"logit KD needs temperature > 0 and 0 <= lambda <= 1, got T={temperature}, lambda={lam}")
+        self.task = task_objective
+        self.temperature = temperature
+        self.lam = lam
+
+    def __call__(self, logits, targets, teacher_logits=None):
+        """Returns (total, terms); without teacher logits, the task loss alone."""
+        task_total, terms = self.task(logits, targets)
+        if teacher_logits is None:
+            return task_total, terms
+        kd = sum(soft_cross_entropy(logits[t], teacher_logits[t], self.temperature) for t in logits)
+        terms = dict(terms, kd=kd)
+        return logit_kd_loss(kd, task_total, self.temperature, self.lam), terms
 
 
 def _reduce(loss, reduction):

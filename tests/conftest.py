@@ -22,3 +22,25 @@ def needs_shared(name):
     path = os.path.join(SHARED_DATA, name)
     return pytest.mark.skipif(not os.path.isdir(path),
                               reason=f"real corpus {path} absent (../shared is not on this machine)")
+
+
+def run_train(out, data, *extra, cmd=None, timeout=600):
+    """train.py (or ``cmd``) on the tiny demo corpus; asserts it succeeds, returns its output."""
+    import subprocess
+
+    cmd = cmd or [sys.executable, "train.py"]
+    args = [*cmd, "hparams/demo.yaml", f"--output_folder={out}", f"--data_folder={data}",
+            "--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3", "--noprogressbar", *extra]
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One 1-epoch demo training shared by the deploy and scale tests (never modified by
+    them): returns (root, output folder); the corpus is in root/demo."""
+    root = tmp_path_factory.mktemp("tiny")
+    run_train(root / "out", root / "demo", "--number_of_epochs=1")
+    return root, root / "out"

@@ -1,7 +1,8 @@
 """ProfilingBrain: multi-task gender / age-sup / age-sub training (paper 004 base, +CH).
 
-Subclasses (mixup KD, logit KD, module replacing) override ``student_inputs``,
-``embed`` or ``extra_objectives`` instead of rewriting the loop.
+Subclasses (mixup KD, logit KD, module replacing, pruning) override ``student_inputs``,
+``embed``, ``task_objective``, ``extra_objectives`` or ``save_epoch_checkpoint`` instead of
+rewriting the loop.
 """
 
 import logging
@@ -9,6 +10,7 @@ import math
 
 import speechbrain as sb
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
 
@@ -56,13 +58,17 @@ class ProfilingBrain(sb.Brain):
         return {t: getattr(batch, f"{t}_idx").data.view(-1).to(self.device)
                 for t in ("gender", "age_sup", "age_sub")}
 
+    def task_objective(self, predictions, targets, stage):
+        """Hook: (total, terms) of the task loss (logit KD mixes in the teacher, 002 Eq. 4)."""
+        return self.hparams.objective(predictions["logits"], targets)
+
     def extra_objectives(self, predictions, batch, stage):
         """Hook: dict name -> (weight, loss) added to the task losses (e.g. Eq. 2 KD)."""
         return {}
 
     def compute_objectives(self, predictions, batch, stage):
         targets = self.targets(batch)
-        loss, terms = self.hparams.objective(predictions["logits"], targets)
+        loss, terms = self.task_objective(predictions, targets, stage)
         for name, (weight, value) in self.extra_objectives(predictions, batch, stage).items():
             loss = loss + weight * value
             terms[name] = value
@@ -84,7 +90,25 @@ class ProfilingBrain(sb.Brain):
             return torch.tensor(0.0)
         return super().evaluate_batch(batch, stage)
 
+    # ---- multi-process training (torchrun) ----------------------------------------------
+    def _wrap_distributed(self):
+        """SpeechBrain turns BatchNorm into SyncBatchNorm, which needs GPUs: on CPU (gloo
+        backend) the modules are wrapped in DDP with their plain BatchNorm (batch statistics
+        per process; parameters and gradients are still synchronised)."""
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, device_ids=None, find_unused_parameters=self.find_unused_parameters)
+
     # ---- stages ----------------------------------------------------------------------
+    def save_epoch_checkpoint(self, stats, epoch):
+        """Hook: end-of-epoch checkpoint (finite losses only); keeps the best mean F1."""
+        self.checkpointer.save_and_keep_only(
+            meta={"mean_f1": stats["mean_f1"], "epoch": epoch},
+            max_keys=["mean_f1"], num_to_keep=self.hparams.ckpt_keep)
+
     def on_stage_start(self, stage, epoch=None):
         self.collector = PredictionCollector()
         self.term_sums, self.term_count = {}, 0
@@ -107,9 +131,7 @@ class ProfilingBrain(sb.Brain):
                 stats_meta={"epoch": epoch, "lr": lr}, train_stats=self.train_stats, valid_stats=stats)
             train_loss = self.train_stats.get("loss", float("nan"))
             if math.isfinite(train_loss) and math.isfinite(stage_loss):
-                self.checkpointer.save_and_keep_only(
-                    meta={"mean_f1": stats["mean_f1"], "epoch": epoch},
-                    max_keys=["mean_f1"], num_to_keep=self.hparams.ckpt_keep)
+                self.save_epoch_checkpoint(stats, epoch)
             else:
                 logger.error("epoch %s: non-finite loss, checkpoint NOT saved (keeping the last good one)", epoch)
         else:

@@ -15,6 +15,7 @@ from recipes.data.audio import AudioError, check_signal, load_audio
 from recipes.data.channel import utterance_generator
 
 logger = logging.getLogger(__name__)
+OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx")
 
 
 def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False,
@@ -32,17 +33,10 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     @sb.utils.data_pipeline.takes("wav", "duration", "id")
     @sb.utils.data_pipeline.provides("sig", "ok")
     def audio_pipeline(wav, duration, uid):
-        start, dur = None, None
-        duration = float(duration)
-        if crop_seconds is not None and duration > crop_seconds:
-            start = random.uniform(0.0, duration - crop_seconds)
-            dur = crop_seconds
+        start, dur = crop_window(float(duration), crop_seconds)
         try:
             if channel is not None:  # degrade the whole utterance, then crop
-                sig = channel(load_audio(wav, sample_rate), uid)
-                if start is not None:
-                    a = int(start * sample_rate)
-                    sig = sig[a:a + int(dur * sample_rate)]
+                sig = crop_signal(channel(load_audio(wav, sample_rate), uid), start, dur, sample_rate)
             else:
                 sig = load_audio(wav, sample_rate, start, dur)
             check_signal(sig, wav)
@@ -57,19 +51,38 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     @sb.utils.data_pipeline.takes("gender", "age", "age_group", "id")
     @sb.utils.data_pipeline.provides("gender_idx", "age_sup_idx", "age_sub_idx")
     def label_pipeline(gender, age, age_group, uid):
-        sub = label_space.sub_index(age, age_group)
-        if label_noise_rate > 0:
-            sub = neighbour_flip(sub, uid, label_noise_rate, label_noise_seed, label_space.n_sub)
-        yield torch.LongTensor([label_space.gender_index(gender)])
-        yield torch.LongTensor([label_space.sup_index(sub)])
-        yield torch.LongTensor([sub])
+        yield from label_tensors(label_space, gender, age, age_group, uid, label_noise_rate, label_noise_seed)
 
     data.add_dynamic_item(audio_pipeline)
     data.add_dynamic_item(label_pipeline)
-    data.set_output_keys(["id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx"])
+    data.set_output_keys(list(OUTPUT_KEYS))
     if sort:
         data = data.filtered_sorted(sort_key="duration", reverse=True)
     return data
+
+
+def crop_window(duration, crop_seconds):
+    """(start_s, dur_s) of a random training crop, or (None, None): the whole utterance."""
+    if crop_seconds is not None and duration > crop_seconds:
+        return random.uniform(0.0, duration - crop_seconds), crop_seconds
+    return None, None
+
+
+def crop_signal(sig, start, dur, sample_rate):
+    """The [start, start + dur) seconds of an in-memory signal (all of it if start is None)."""
+    if start is None:
+        return sig
+    a = int(start * sample_rate)
+    return sig[a:a + int(dur * sample_rate)]
+
+
+def label_tensors(label_space, gender, age, age_group, uid, label_noise_rate=0.0, label_noise_seed=0):
+    """(gender, age-sup, age-sub) class indices as LongTensors of shape (1,)."""
+    sub = label_space.sub_index(age, age_group)
+    if label_noise_rate > 0:
+        sub = neighbour_flip(sub, uid, label_noise_rate, label_noise_seed, label_space.n_sub)
+    return (torch.LongTensor([label_space.gender_index(gender)]),
+            torch.LongTensor([label_space.sup_index(sub)]), torch.LongTensor([sub]))
 
 
 def neighbour_flip(sub, uid, rate, seed, n_sub):

@@ -10,13 +10,20 @@ class ProfilingEncoder(torch.nn.Module):
 
     Subclasses set ``self.emb_dim`` and implement ``named_layers()``, an ordered mapping
     from a stable layer name (``block1``, ``stage3``, ``pooling``, ``embedding``...) to the
-    sub-module whose output is that layer's representation. Probing hooks and module
-    replacing use these names, so no method needs an ``if encoder == ...``.
+    sub-module whose output is that layer's representation, and ``replacing_groups()``. Probing
+    hooks and module replacing use these names, so no method needs an ``if encoder == ...``.
     """
 
     emb_dim: int
 
     def named_layers(self):
+        raise NotImplementedError
+
+    def replacing_groups(self):
+        """Module replacing (paper 003): the encoder split into consecutive modules, each a
+        list of sub-module paths (``get_submodule`` names) that are swapped together. Every
+        parameter must lie in one group, and a student of the same class whose groups keep
+        the teacher's input and output shapes can replace the teacher group by group."""
         raise NotImplementedError
 
     def layer_names(self):

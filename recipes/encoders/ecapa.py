@@ -32,3 +32,10 @@ class EcapaEncoder(ProfilingEncoder):
         pairs = [(f"block{i}", blk) for i, blk in enumerate(m.blocks)]
         pairs += [("mfa", m.mfa), ("pooling", m.asp_bn), ("embedding", m.fc)]
         return layer_dict(pairs)
+
+    def replacing_groups(self):
+        """The TDNN block, the three SE-Res2Net blocks, and the tail (MFA, attentive
+        pooling, its BatchNorm, the embedding layer) as one module: a student with the same
+        C (other res2net scale, SE / attention / MFA widths) has the same block boundaries."""
+        blocks = [[f"model.blocks.{i}"] for i in range(len(self.model.blocks))]
+        return blocks + [["model.mfa", "model.asp", "model.asp_bn", "model.fc"]]

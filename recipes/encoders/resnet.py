@@ -57,3 +57,9 @@ class ResNetEncoder(ProfilingEncoder):
             ("stage3", m.layer3), ("stage4", m.layer4), ("pooling", m.norm_stats),
             ("embedding", m.norm_embed),
         ])
+
+    def replacing_groups(self):
+        """Stem, the four stages (a student with the same channels may have fewer blocks
+        per stage), and the tail (attentive pooling, embedding)."""
+        return [["model.conv1", "model.bn1"], ["model.layer1"], ["model.layer2"], ["model.layer3"],
+                ["model.layer4"], ["model.attention", "model.norm_stats", "model.fc_embed", "model.norm_embed"]]

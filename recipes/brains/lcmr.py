@@ -1,0 +1,119 @@
+"""LCMRBrain: knowledge distillation by module replacing (paper 003, LCMR).
+
+- ``modules.encoder`` and ``modules.heads`` are ``ModuleReplacing`` pairs (teacher, student)
+  split into matching modules (ECAPA: blocks + tail; ResNet: stem, stages, tail; heads: one
+  module per task). At every training step each module is the student's with probability
+  p (Eq. 1-2); p follows the YAML scheduler (constant, linear, logarithmic Eq. 5,
+  exponential) over ``replacing_epochs``, then p = 1 for the fine-tuning epochs.
+- Only the task losses of the core recipe (no KD term, no KD weight).
+- Strategy 2 (``strategy: 2``): the teacher comes from ``teacher_folder`` (encoder, heads
+  and feature statistics) and is frozen; Strategy 1: it is trained jointly (initialised
+  from ``teacher_folder`` when given, else random).
+- Validation and test use the student alone, so checkpoints are ranked by the student's
+  F1. When evaluation starts (after training), the best checkpoint's student is extracted
+  into ``student_folder``: a standalone core-recipe folder (save/CKPT+* with encoder, heads,
+  normalizer, counter; inference.yaml; results.json) for ``infer.py`` and ``prune.py``.
+- Under torchrun (DDP), pass ``--find_unused_parameters``: the modules not drawn at a step
+  get no gradient.
+"""
+
+import logging
+import os
+import shutil
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from recipes.brains.logit_kd import check_same_labels
+from recipes.brains.profiling import ProfilingBrain
+from recipes.checkpoint import AtomicCheckpointer
+from recipes.evaluation import write_results
+from recipes.inference import SpeakerProfiler
+
+logger = logging.getLogger(__name__)
+
+
+class LCMRBrain(ProfilingBrain):
+    """Extra hparams: ``replacement_schedule`` (recipes.compression.replacing), ``strategy``,
+    ``teacher_folder``, ``teacher_encoder``, ``teacher_heads``, ``encoder`` and ``heads`` (the
+    student's), ``init_student_from_teacher``, ``student_folder``."""
+
+    steps_per_epoch = 1
+    replacing_rate = 0.0
+
+    def make_dataloader(self, dataset, stage, *args, **kwargs):
+        loader = super().make_dataloader(dataset, stage, *args, **kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = max(len(loader), 1)  # t of the scheduler counts epochs
+        return loader
+
+    def on_fit_start(self):
+        self._init_pairs()
+        super().on_fit_start()  # optimizer, then this run's own checkpoint if any
+
+    def _init_pairs(self):
+        hp = self.hparams
+        if hp.teacher_folder:
+            teacher = SpeakerProfiler.from_folder(hp.teacher_folder)
+            check_same_labels(hp.label_space, teacher.label_space, hp.teacher_folder)
+            try:
+                hp.teacher_encoder.load_state_dict(teacher.encoder.state_dict())
+                hp.teacher_heads.load_state_dict(teacher.heads.state_dict())
+            except RuntimeError as err:
+                raise ValueError(f"teacher {hp.teacher_folder} does not match teacher_encoder / "
+                                 f"teacher_heads of the YAML: {err}") from err
+            stats = teacher.mean_var_norm._statistics_dict()
+            self.modules.mean_var_norm._load_statistics_dict(
+                {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in stats.items()})
+            self.modules.mean_var_norm.update_until_epoch = 0  # the teacher's features, unchanged
+        elif hp.strategy == 2:
+            raise ValueError("LCMR strategy 2 freezes a pre-trained teacher: set teacher_folder")
+        if hp.init_student_from_teacher:
+            for pair in self.pairs():
+                copied, total = pair.init_student()
+                logger.info("student %s: %d of %d tensors initialised from the teacher (same name and shape)",
+                            type(pair.student).__name__, copied, total)
+
+    def pairs(self):
+        """The ModuleReplacing pairs (encoder, heads), unwrapped from DDP if need be."""
+        return [getattr(m, "module", m) for m in (self.modules.encoder, self.modules.heads)]
+
+    def on_fit_batch_start(self, batch, should_step):
+        self.replacing_rate = self.hparams.replacement_schedule(self.optimizer_step / self.steps_per_epoch)
+        for pair in self.pairs():
+            pair.p = self.replacing_rate
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            super().on_stage_end(stage, stage_loss, epoch)
+            self.train_stats["replacing_rate"] = self.replacing_rate  # p at the epoch's last step
+            return
+        super().on_stage_end(stage, stage_loss, epoch)
+        if stage == sb.Stage.TEST and if_main_process() and os.path.isdir(self.hparams.student_folder):
+            write_results(self.hparams.student_folder, {"test": self.test_results}, self.hparams.label_space)
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)  # loads the best checkpoint
+        if if_main_process():
+            self.extract_student(max_key, min_key)
+
+    def extract_student(self, max_key=None, min_key=None):
+        """Student encoder + heads + feature statistics of the loaded checkpoint (Eq. 4 of
+        003: the student modules combined) as a core-recipe output folder."""
+        hp = self.hparams
+        ckpt = self.checkpointer.find_checkpoint(max_key=max_key, min_key=min_key)
+        if ckpt is None:
+            logger.warning("no checkpoint in %s: no student extracted", hp.save_folder)
+            return None
+        dest = hp.student_folder
+        os.makedirs(dest, exist_ok=True)
+        saver = AtomicCheckpointer(os.path.join(dest, "save"), recoverables={
+            "encoder": hp.encoder, "heads": hp.heads, "normalizer": self.modules.mean_var_norm,
+            "counter": hp.epoch_counter})
+        meta = {"mean_f1": ckpt.meta["mean_f1"], "epoch": ckpt.meta.get("epoch"), "extracted_from": str(ckpt.path)}
+        saver.save_and_keep_only(meta=meta, num_to_keep=1, keep_recent=True, importance_keys=[])
+        # inference.yaml of this run already describes the student (encoder / heads keys)
+        shutil.copyfile(os.path.join(hp.output_folder, "inference.yaml"), os.path.join(dest, "inference.yaml"))
+        logger.info("student extracted from %s into %s", ckpt.path, dest)
+        return dest

@@ -1,0 +1,1 @@
+"""Model compression: pruning masks and schedules, sparse storage, module replacing (LCMR)."""

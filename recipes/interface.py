@@ -1,0 +1,218 @@
+"""SpeakerProfilerInterface: the SpeechBrain ``Pretrained`` interface of a trained model.
+
+For a batch of waveforms (any sample rate) or a list of files it returns, per recording,
+each task's label and probabilities and the embedding. Long recordings are cut into
+windows (``window_seconds`` every ``hop_seconds``); windows below the silence thresholds
+are skipped (recipes/windows.py); the recording's probabilities are the MEAN OF THE
+PROBABILITIES of its speech windows (and its embedding the mean of their embeddings). A
+recording with no speech window gives ``silent: True`` and labels None, not an error.
+
+Loading (local folders only, nothing is downloaded):
+
+    from recipes.interface import SpeakerProfilerInterface
+    profiler = SpeakerProfilerInterface.from_folder("results/demo/1234")  # trained or exported
+    profiler.classify_file("call.wav")["gender"]  # {"label": "f", "prob": 0.93, "probs": {...}}
+
+    from speechbrain.inference.interfaces import foreign_class
+    profiler = foreign_class(source="results/demo/1234/pretrained", pymodule_file="custom_interface.py",
+                             classname="SpeakerProfilerInterface")
+
+A SpeechBrain pretrained folder (``export_pretrained``) holds ``hyperparams.yaml`` (the
+trained folder's inference.yaml + hparams/interface.yaml), ``encoder.ckpt``, ``heads.ckpt``,
+``normalizer.ckpt`` (the best checkpoint) and ``custom_interface.py``. train.py writes it
+into ``<output_folder>/pretrained``; ``from_folder`` refreshes it when a later checkpoint
+became the best one; ``export.py`` writes it next to the TorchScript and ONNX files.
+"""
+
+import os
+import re
+import shutil
+
+import torch
+import torchaudio.functional as AF
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.checkpoints import Checkpointer
+
+from recipes.data.audio import load_audio
+from recipes.windows import speech_windows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATE = os.path.join(ROOT, "hparams", "interface.yaml")
+PRETRAINED_DIR = "pretrained"
+WEIGHTS = ("encoder", "heads", "normalizer")  # checkpoint names, as in the training YAMLs
+TASKS = ("gender", "age_sup", "age_sub")
+MKD_DEFAULTS = {"mkd": "False", "concat_teacher": "False", "teacher_folder": "null"}
+SHIM = ('"""Entry point for speechbrain.inference.interfaces.foreign_class (needs the project '
+        'on the Python path)."""\n\nfrom recipes.interface import SpeakerProfilerInterface  # noqa: F401\n')
+
+
+def best_checkpoint(folder):
+    """The checkpoint of a train.py output folder that inference uses (max mean_f1)."""
+    save = os.path.join(folder, "save")
+    ckpt = Checkpointer(save).find_checkpoint(max_key="mean_f1") if os.path.isdir(save) else None
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {save}")
+    return ckpt
+
+
+def _write_atomic(path, text=None, copy_from=None):
+    tmp = f"{path}.tmp{os.getpid()}"
+    if copy_from is not None:
+        shutil.copyfile(copy_from, tmp)
+    else:
+        with open(tmp, "w") as f:
+            f.write(text)
+    os.replace(tmp, path)
+
+
+def exported_checkpoint(pretrained_dir):
+    """Name of the checkpoint a pretrained folder was exported from (None if absent)."""
+    path = os.path.join(pretrained_dir, "hyperparams.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        m = re.search(r"^checkpoint: (\S+)$", f.read(), re.M)
+    return m.group(1) if m else None
+
+
+def export_pretrained(folder, out_dir=None):
+    """Write the SpeechBrain pretrained folder of a train.py output folder (default:
+    ``<folder>/pretrained``) from its best checkpoint. Returns ``out_dir``."""
+    out_dir = out_dir or os.path.join(folder, PRETRAINED_DIR)
+    yaml_path = os.path.join(folder, "inference.yaml")
+    if not os.path.isfile(yaml_path):
+        raise FileNotFoundError(f"{yaml_path} not found: is {folder} a train.py output folder?")
+    ckpt = best_checkpoint(folder)
+    os.makedirs(out_dir, exist_ok=True)
+    for name in WEIGHTS:
+        _write_atomic(os.path.join(out_dir, f"{name}.ckpt"), copy_from=ckpt.paramfiles[name])
+    with open(yaml_path) as f:
+        body = f.read()
+    with open(TEMPLATE) as f:
+        template = f.read()
+    defaults = "".join(f"{k}: {v}\n" for k, v in MKD_DEFAULTS.items() if not re.search(rf"^{k}:", body, re.M))
+    text = (f"# Written by recipes/interface.py from {os.path.abspath(folder)}\n"
+            f"checkpoint: {ckpt.path.name}\n" + body + defaults + template)
+    _write_atomic(os.path.join(out_dir, "custom_interface.py"), SHIM)
+    _write_atomic(os.path.join(out_dir, "hyperparams.yaml"), text)  # last: marks the export done
+    return out_dir
+
+
+def pretrained_source(folder):
+    """The pretrained folder to load for ``folder`` (trained: refreshed if stale; exported: itself)."""
+    if os.path.isfile(os.path.join(folder, "inference.yaml")):  # a train.py output folder
+        out = os.path.join(folder, PRETRAINED_DIR)
+        if exported_checkpoint(out) != best_checkpoint(folder).path.name:
+            export_pretrained(folder, out)
+        return out
+    if os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
+        return folder
+    raise FileNotFoundError(f"{folder} is neither a train.py output folder (inference.yaml) "
+                            "nor an exported folder (hyperparams.yaml)")
+
+
+class SpeakerProfilerInterface(Pretrained):
+    """Gender / age-sup / age-sub of recordings, with windowing and silence skipping.
+
+    Each result is a dict: ``silent`` (bool), ``n_windows``, ``n_speech_windows``, and for
+    each task ``{"label": str, "prob": float, "probs": {label: float}}`` (None values when
+    silent), and ``embedding`` (tensor (emb_dim,), None when silent). Options (YAML,
+    overridable): window_seconds, hop_seconds, silence_threshold_db, silence_floor_dbfs,
+    window_batch_size.
+    """
+
+    HPARAMS_NEEDED = ["sample_rate", "label_space", "window_seconds", "hop_seconds",
+                      "silence_threshold_db", "silence_floor_dbfs", "window_batch_size"]
+    MODULES_NEEDED = ["profiler"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sample_rate = self.hparams.sample_rate
+        ls = self.hparams.label_space
+        self.class_names = {"gender": list(ls.genders), "age_sup": list(ls.age_sup),
+                            "age_sub": list(ls.age_sub)}
+
+    @classmethod
+    def from_folder(cls, folder, device="cpu", overrides=None, **kwargs):
+        """Load a train.py output folder or an exported folder (no download)."""
+        source = os.path.abspath(pretrained_source(folder))
+        return cls.from_hparams(source=source, overrides=overrides or {},
+                                run_opts={"device": device}, **kwargs)
+
+    # ---- public API ----------------------------------------------------------------------
+    def classify_file(self, path):
+        """Result dict for one audio file (any rate; stereo is downmixed)."""
+        return self.classify_files([path])[0]
+
+    def classify_files(self, paths):
+        """Result dicts for audio files (recipes.data.audio.AudioError if one is unreadable)."""
+        return self.classify_signals([load_audio(p, self.sample_rate) for p in paths])
+
+    def classify_batch(self, wavs, wav_lens=None, sample_rate=None):
+        """wavs (batch, samples) or (samples,); wav_lens: relative lengths (1.0 = whole row);
+        sample_rate: of ``wavs`` (default: the model's). Returns one result dict per row."""
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        n = wavs.shape[1]
+        return self.classify_signals([w[: int(round(float(rel) * n))] for w, rel in zip(wavs, wav_lens)],
+                                     sample_rate)
+
+    def forward(self, wavs, wav_lens=None, sample_rate=None):
+        return self.classify_batch(wavs, wav_lens, sample_rate)
+
+    def classify_signals(self, signals, sample_rate=None):
+        """Result dicts for a list of 1-D signals of any lengths at ``sample_rate``."""
+        sr = sample_rate or self.sample_rate
+        hp = self.hparams
+        windows, owner, counts = [], [], []
+        for i, sig in enumerate(signals):
+            sig = sig.detach().float().cpu()
+            if sr != self.sample_rate:
+                sig = AF.resample(sig, sr, self.sample_rate)
+            bounds, keep = speech_windows(sig, self.sample_rate, hp.window_seconds, hp.hop_seconds,
+                                          hp.silence_threshold_db, hp.silence_floor_dbfs)
+            kept = [b for b, k in zip(bounds, keep.tolist()) if k]
+            windows += [sig[a:b] for a, b in kept]
+            owner += [i] * len(kept)
+            counts.append((len(bounds), len(kept)))
+        probs, embs = self.run_windows(windows)
+        owner = torch.tensor(owner, dtype=torch.long)
+        results = []
+        for i, (n_all, n_kept) in enumerate(counts):
+            sel = owner == i
+            mean_probs = {t: p[sel].mean(0) for t, p in probs.items()} if n_kept else None
+            results.append(self._result(mean_probs, embs[sel].mean(0) if n_kept else None, n_all, n_kept))
+        return results
+
+    # ---- internals -----------------------------------------------------------------------
+    @torch.no_grad()
+    def run_windows(self, windows):
+        """(dict task -> (n, classes) probabilities, (n, emb_dim) embeddings) of 1-D windows,
+        ``window_batch_size`` at a time (zero-padded, with relative lengths)."""
+        probs, embs = {t: [] for t in TASKS}, []
+        bs = max(1, int(self.hparams.window_batch_size))
+        for k in range(0, len(windows), bs):
+            chunk = windows[k:k + bs]
+            lens = torch.tensor([len(w) for w in chunk], dtype=torch.float)
+            batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+            p, e = self.mods.profiler(batch.to(self.device), (lens / lens.max()).to(self.device))
+            for t in TASKS:
+                probs[t].append(p[t].float().cpu())
+            embs.append(e.float().cpu())
+        if not embs:
+            return {t: torch.zeros(0, len(self.class_names[t])) for t in TASKS}, torch.zeros(0, 0)
+        return {t: torch.cat(v) for t, v in probs.items()}, torch.cat(embs)
+
+    def _result(self, probs, emb, n_windows, n_speech):
+        out = {"silent": probs is None, "n_windows": n_windows, "n_speech_windows": n_speech,
+               "embedding": emb}
+        for t in TASKS:
+            if probs is None:
+                out[t] = {"label": None, "prob": None, "probs": None}
+                continue
+            i = int(probs[t].argmax())
+            out[t] = {"label": self.class_names[t][i], "prob": float(probs[t][i]),
+                      "probs": dict(zip(self.class_names[t], probs[t].tolist()))}
+        return out

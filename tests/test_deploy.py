@@ -1,0 +1,131 @@
+"""Inference interface (windows, silence, resampling, foreign_class), infer.py, export.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from conftest import ROOT
+from recipes.data.audio import load_audio
+from recipes.windows import speech_mask, speech_windows, window_bounds
+
+
+def demo_wav(root):
+    return str(root / "demo" / "wav" / sorted(os.listdir(root / "demo" / "wav"))[0])
+
+
+def test_windows_cover_and_silence_thresholds():
+    assert window_bounds(5, 10, 4) == [(0, 5)]  # shorter than a window: one window
+    b = window_bounds(25, 10, 4)
+    assert b[0] == (0, 10) and b[-1] == (15, 25) and all(e - s == 10 for s, e in b)
+    levels = torch.tensor([-20.0, -75.0, -55.0, -30.0])
+    assert speech_mask(levels, 40.0, -60.0).tolist() == [True, False, True, True]
+    assert speech_mask(levels, 20.0, None).tolist() == [True, False, False, True]  # relative only
+    assert speech_mask(levels, None, None).all()
+    wav = torch.zeros(8000 * 10)
+    wav[:8000 * 3] = 0.3 * torch.randn(8000 * 3)
+    bounds, keep = speech_windows(wav, 8000, 2.0, 1.0, 40.0, -60.0)
+    assert keep[0] and not keep[-1] and 0 < int(keep.sum()) < len(bounds)
+
+
+def test_interface_batch_resample_silence(tiny_run):
+    from recipes.inference import SpeakerProfiler
+    from recipes.interface import SpeakerProfilerInterface
+
+    root, out = tiny_run
+    profiler = SpeakerProfilerInterface.from_folder(str(out), overrides={"window_seconds": 2.0, "hop_seconds": 1.0})
+    path = demo_wav(root)
+    speech, sr = sf.read(path, dtype="float32")  # 16 kHz files, the model runs at 8 kHz
+    assert sr == 16000 and profiler.sample_rate == 8000
+    one = torch.from_numpy(np.ascontiguousarray(speech.mean(axis=1) if speech.ndim == 2 else speech))
+    gap = torch.zeros(sr * 6)
+    long = torch.cat([one, gap, one])  # speech, 6 s of digital silence, speech
+    batch = torch.nn.utils.rnn.pad_sequence([long, torch.zeros(len(long))], batch_first=True)
+    res = profiler.classify_batch(batch, torch.tensor([1.0, 0.5]), sample_rate=sr)
+    assert not res[0]["silent"] and 0 < res[0]["n_speech_windows"] < res[0]["n_windows"]
+    for task, names in profiler.class_names.items():
+        assert res[0][task]["label"] in names
+        assert abs(sum(res[0][task]["probs"].values()) - 1.0) < 1e-5
+    assert res[0]["embedding"].shape == (64,)
+    assert res[1]["silent"] and res[1]["n_speech_windows"] == 0 and res[1]["embedding"] is None
+    assert all(res[1][t]["label"] is None for t in profiler.class_names)
+    # a 16 kHz waveform + its rate == the file (resampled on load); a one-window file ==
+    # the plain model on the whole signal
+    whole = SpeakerProfilerInterface.from_folder(str(out), overrides={"window_seconds": 60.0})
+    by_file = whole.classify_file(path)
+    by_wave = whole.classify_batch(one, sample_rate=sr)[0]
+    assert by_file["n_windows"] == 1 and by_file["gender"]["probs"] == by_wave["gender"]["probs"]
+    probs, _ = SpeakerProfiler.from_folder(str(out))(load_audio(path, 8000)[None])
+    assert abs(by_file["age_sub"]["prob"] - float(probs["age_sub"].max())) < 1e-5
+
+
+def test_foreign_class_loads_the_pretrained_folder(tiny_run):
+    from speechbrain.inference.interfaces import foreign_class
+
+    from recipes.interface import SpeakerProfilerInterface, exported_checkpoint
+
+    root, out = tiny_run
+    pre = out / "pretrained"  # written by train.py
+    assert exported_checkpoint(str(pre)).startswith("CKPT+")
+    model = foreign_class(source=str(pre), pymodule_file="custom_interface.py",
+                          classname="SpeakerProfilerInterface")
+    assert type(model).__name__ == "SpeakerProfilerInterface"
+    a = model.classify_file(demo_wav(root))
+    b = SpeakerProfilerInterface.from_folder(str(out)).classify_file(demo_wav(root))
+    assert a["gender"] == b["gender"] and a["age_sub"] == b["age_sub"]
+
+
+def test_infer_cli_json_windows_and_silent_file(tiny_run, tmp_path):
+    root, out = tiny_run
+    silent = str(tmp_path / "silent.wav")
+    sf.write(silent, np.zeros(16000 * 3, dtype=np.float32), 16000)
+    res = subprocess.run([sys.executable, "infer.py", str(out), demo_wav(root), silent, "--json",
+                          "--window", "1", "--hop", "0.5", "--embedding"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert rows[0]["n_windows"] > 2 and rows[0]["gender"]["label"] in ("f", "m") and len(rows[0]["embedding"]) == 64
+    assert rows[1]["silent"] and rows[1]["gender"]["label"] is None
+    assert "no speech" in res.stderr
+
+
+def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
+    import onnxruntime
+
+    from recipes.deploy import example_input
+    from recipes.inference import SpeakerProfiler
+
+    root, out = tiny_run
+    exp = tmp_path / "exported"
+    res = subprocess.run([sys.executable, "export.py", str(out), "--out", str(exp), "--int8"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    report = json.loads((exp / "export.json").read_text())
+    assert report["max_abs_diff_vs_pytorch"]["torchscript"] < 1e-4
+    assert report["max_abs_diff_vs_pytorch"]["onnx"] < 1e-4
+    assert report["max_abs_diff_vs_pytorch"]["torch_export"] < 1e-4
+    assert set(report["int8_accuracy"]["int8"]) == {"gender", "age_sup", "age_sub"}
+    # independent check on another batch size and length than the export's
+    wavs, lens = example_input(8000, batch=4, seconds=5.0, seed=7)
+    probs, emb = SpeakerProfiler.from_folder(str(out))(wavs, lens)
+    ref = [probs["gender"], probs["age_sup"], probs["age_sub"], emb]
+    with torch.no_grad():
+        ts = torch.jit.load(str(exp / "model.pt"))(wavs, lens)
+        q_ts = torch.jit.load(str(exp / "model_int8.pt"))(wavs, lens)
+    sess = onnxruntime.InferenceSession(str(exp / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {"wavs": wavs.numpy(), "lengths": lens.numpy()})
+    for r, t, o in zip(ref, ts, onnx_out):
+        assert float((r - t).abs().max()) < 1e-4
+        assert float((r - torch.from_numpy(o)).abs().max()) < 1e-4
+    q_onnx = onnxruntime.InferenceSession(str(exp / "model_int8.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"wavs": wavs.numpy(), "lengths": lens.numpy()})
+    for q in (q_ts, [torch.from_numpy(x) for x in q_onnx]):
+        for p in q[:3]:
+            assert torch.isfinite(p).all() and torch.allclose(p.sum(-1), torch.ones(4), atol=1e-4)
+    # the export folder is also a SpeechBrain pretrained folder
+    from recipes.interface import SpeakerProfilerInterface
+    assert SpeakerProfilerInterface.from_folder(str(exp)).classify_file(demo_wav(root))["gender"]["label"] in ("f", "m")
