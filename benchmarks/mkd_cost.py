@@ -95,7 +95,8 @@ def main():
     lines += ["", f"One epoch = {epoch_steps} steps ({n_train} training utterances). Setup = loading the teacher "
               "and, with the cache, reading, channel-simulating and embedding every whole training utterance once "
               "(saved in the output folder, so a resumed run does not pay it again); most of it is the data pass "
-              "(every epoch pays one too, with num_workers: 0), and it ran while other jobs shared the 2 cores. "
+              "(every epoch pays one too, with num_workers: 0); unlike the steps, it is not interleaved, so other "
+              "load on the machine inflates it. "
               "The last column adds the setup to the step compute only (data loading excluded), so it overstates "
               "the cost of the cache."]
     lines += ["", f"Command: `python benchmarks/mkd_cost.py --pair {args.pair} --teacher {args.teacher}`"]

@@ -57,7 +57,7 @@ class FixedProjection(torch.nn.Module):
 class MKDBrain(ProfilingBrain):
     """Extra hparams: mkd, teacher_folder, mixup (recipes.augment.MixupView),
     kd_weight, kd_criterion ('mse' | 'cos'), concat_teacher, projector; optional
-    teacher_cache (bool)."""
+    teacher_cache and teacher_adapt_norm (bools, see the module docstring)."""
 
     def on_fit_start(self):
         super().on_fit_start()
