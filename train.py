@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+import torch
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
@@ -57,6 +58,15 @@ def main(argv):
             export_pretrained(out)  # <out>/pretrained: speechbrain.inference / foreign_class
         except FileNotFoundError as err:
             logger.warning("no pretrained/ folder written: %s", err)
+    close_distributed()
+
+
+def close_distributed():
+    """torchrun: every rank waits for the main one (results, pretrained/) and then leaves the
+    process group; a rank that exits with its gloo group still open can abort (SIGABRT)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
