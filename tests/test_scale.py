@@ -1,5 +1,6 @@
 """Scaling: torchrun DDP on 2 CPU processes (gloo), dynamic batching, WebDataset shards, bf16."""
 
+import csv
 import json
 import os
 import shutil
@@ -50,6 +51,32 @@ def test_torchrun_ddp_two_cpu_processes(tiny_run, tmp_path):
     assert "Results" in log
     assert_trained(out)
     assert (out / "pretrained" / "hyperparams.yaml").exists()
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="no gloo backend")
+def test_torchrun_rank_with_an_all_bad_batch_does_not_hang(tiny_run, tmp_path):
+    # unshuffled (SpeechBrain: sorting != random), batch 2 on 2 ranks: rank 0 gets train rows 0,2 | 4,6 | ...; rows 4 and 6
+    # point to a corrupt file, so rank 0's second batch has no audio while rank 1's has
+    root, trained = tiny_run
+    man = tmp_path / "manifests"
+    shutil.copytree(trained / "manifests", man)
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"this is not audio")
+    with open(man / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    for i in (4, 6):
+        rows[i]["wav"] = str(bad)
+    with open(man / "train.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "ddp_bad"
+    log = run_train(out, root / "demo", "--number_of_epochs=1", "--distributed_backend=gloo",
+                    f"--manifest_folder={man}", "--batch_size=2", "--sorting=ascending",
+                    cmd=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                         "--master_addr=127.0.0.1", f"--master_port={free_port()}", "train.py"], timeout=600)
+    assert "skipping utterance" in log and "dropped 2 bad utterance(s)" in log
+    assert_trained(out)
 
 
 def test_dynamic_batch_sampler_batches(tiny_run, tmp_path):

@@ -72,6 +72,8 @@ class ProfilingBrain(sb.Brain):
         for name, (weight, value) in self.extra_objectives(predictions, batch, stage).items():
             loss = loss + weight * value
             terms[name] = value
+        if getattr(self, "zero_loss", False):
+            return loss * 0.0  # zero_loss_step: joins the all-reduce, contributes nothing
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0.0) + float(value.detach())
         self.term_count += 1
@@ -81,9 +83,32 @@ class ProfilingBrain(sb.Brain):
 
     # ---- robustness: batches whose audio all failed to load ------------------------------
     def fit_batch(self, batch):
+        if batch is not None and batch.batchsize < 2:  # e.g. the last one, or bad files dropped
+            logger.warning("skipping a training batch of one utterance (%s): batch statistics "
+                           "need two", batch.id[0])
+            batch = None
         if batch is None:  # every utterance of the batch failed to load (logged)
+            if self.distributed_launch:
+                return self.zero_loss_step()
             return torch.tensor(float(self.avg_train_loss))
+        self.last_train_batch = batch
         return super().fit_batch(batch)
+
+    def zero_loss_step(self):
+        """torchrun: a rank cannot skip a step (the others would wait for its gradients in
+        the all-reduce), so it steps on its last good batch with the loss times 0 (its
+        gradient share is zero) and nothing of it enters the logged losses."""
+        last = getattr(self, "last_train_batch", None)
+        if last is None:
+            raise RuntimeError(
+                f"rank {sb.utils.distributed.get_rank()}: the first training batch has no loadable "
+                "audio (files logged above); with torchrun a rank cannot skip a step. Fix or drop them.")
+        self.zero_loss = True
+        try:
+            super().fit_batch(last)
+        finally:
+            self.zero_loss = False
+        return torch.tensor(float(self.avg_train_loss))
 
     def evaluate_batch(self, batch, stage):
         if batch is None:
