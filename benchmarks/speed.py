@@ -5,8 +5,9 @@ benchmarks/speed_<device>.md.
 Training (utterances/s; batches of synthetic random audio built in memory, so data loading
 is excluded and no corpus is needed): the CPU teacher and student of --pair, the student
 with MKD (teacher frozen + mixup + feature KD), and a plain SpeechBrain ECAPA loop (a
-minimal sb.Brain: Fbank + normalisation + ECAPA_TDNN + one linear classifier + CE) of the
-same size and batch; the ratio ours / plain is the cost of the project's training loop.
+minimal sb.Brain: Fbank + normalisation + the same ECAPA_TDNN and heads, a plain CE per
+head) on the same batch; the ratio ours / plain is the cost of the project's training loop
+(asymmetric and dependency losses, loss bookkeeping, bad-batch handling).
 Inference (real-time factor = processing time / audio time, at batch 1 and 32, features
 included): teacher, student, a pruned student (--pruned FOLDER), and the student as
 TorchScript, ONNX (onnxruntime) and dynamic int8 (PyTorch and onnxruntime).
@@ -47,6 +48,7 @@ from recipes.experiment import write_inference_yaml  # noqa: E402
 from recipes.inference import SpeakerProfiler  # noqa: E402
 
 TRAIN_ROWS = ("teacher", "student", "student+MKD", "plain SB ECAPA, teacher size", "plain SB ECAPA, student size")
+RATIO_ROWS = ("loop ratio, teacher", "loop ratio, student")
 INFER_ROWS = ("teacher", "student", "pruned student", "student TorchScript", "student ONNX",
               "student int8 (PyTorch)", "student int8 (ONNX)")
 CPU_ONLY = ("student ONNX", "student int8 (PyTorch)", "student int8 (ONNX)")
@@ -100,16 +102,19 @@ def profiler_for(name, args, tmp):
 
 # ---- training rows ------------------------------------------------------------------------
 class PlainEcapaBrain(sb.Brain):
-    """The plain SpeechBrain loop: Fbank + InputNormalization + ECAPA_TDNN + Linear + CE."""
+    """The plain SpeechBrain loop on the same model: Fbank + InputNormalization + ECAPA_TDNN +
+    the same three heads, a plain cross-entropy per head, nothing else."""
 
     def compute_forward(self, batch, stage):
         wavs, lens = batch.sig
         wavs, lens = wavs.to(self.device), lens.to(self.device)
         feats = self.modules.mean_var_norm(self.modules.compute_features(wavs), lens)
-        return self.modules.classifier(self.modules.embedding_model(feats, lens).squeeze(1))
+        return self.modules.heads(self.modules.embedding_model(feats, lens).squeeze(1))
 
     def compute_objectives(self, logits, batch, stage):
-        return torch.nn.functional.cross_entropy(logits, batch.age_sub_idx.data.view(-1).to(self.device))
+        ce = torch.nn.functional.cross_entropy
+        return sum(ce(logits[t], getattr(batch, f"{t}_idx").data.view(-1).to(self.device))
+                   for t in ("gender", "age_sup", "age_sub"))
 
 
 def synthetic_batches(hp, n, batch_size, seed=0):
@@ -143,7 +148,7 @@ def train_brain(name, args, tmp):
     if name.startswith("plain"):
         modules = {"compute_features": hp["compute_features"], "mean_var_norm": hp["mean_var_norm"],
                    "embedding_model": copy.deepcopy(hp["encoder"].model),
-                   "classifier": torch.nn.Linear(hp["emb_dim"], hp["label_space"].n_sub)}
+                   "heads": copy.deepcopy(hp["heads"])}
         brain = PlainEcapaBrain(modules=modules, opt_class=hp["opt_class"], hparams=hp, run_opts=run_opts)
     else:
         brain = hp["brain_class"](modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
@@ -168,6 +173,27 @@ def run_train_row(name, args, tmp):
     step = statistics.median(times)
     return {"batch": hp["batch_size"], "crop_seconds": hp["crop_seconds"], "s_per_step": step,
             "utt_per_s": hp["batch_size"] / step}
+
+
+def run_ratio_row(name, args, tmp):
+    """ours / plain on the same batches with their steps interleaved in one process, so other
+    load on the machine slows both alike (separate rows are measured minutes apart)."""
+    size = name.rsplit(", ", 1)[1]
+    brains = {"ours": train_brain(size, args, tmp)[0],
+              "plain": train_brain(f"plain SB ECAPA, {size} size", args, tmp)[0]}
+    hp = train_brain(size, args, tmp)[1]
+    times = {k: [] for k in brains}
+    for i, batch in enumerate(synthetic_batches(hp, args.warmup + args.steps, hp["batch_size"])):
+        for key in (("ours", "plain") if i % 2 else ("plain", "ours")):  # alternate who goes first
+            brain = brains[key]
+            sync(args.device)
+            t0 = time.perf_counter()
+            brain.fit_batch(batch)
+            sync(args.device)
+            if i >= args.warmup:
+                times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"ours_s": med["ours"], "plain_s": med["plain"], "ratio": med["plain"] / med["ours"]}
 
 
 # ---- inference rows -----------------------------------------------------------------------
@@ -229,7 +255,7 @@ def run_row(args):
         if args.row == "baseline":
             res = {}
         elif args.kind == "train":
-            res = run_train_row(args.row, args, tmp)
+            res = (run_ratio_row if args.row in RATIO_ROWS else run_train_row)(args.row, args, tmp)
         else:
             res = run_infer_row(args.row, args, tmp)
     res["peak_mb"] = peak_memory_mb(args.device)
@@ -272,20 +298,20 @@ def table(args, results):
              "", f"Hardware: {hardware(args.device)}.", "",
              "## Training throughput", "",
              f"Synthetic batches in memory (data loading excluded), median of {args.steps} steps after "
-             f"{args.warmup} warm-up steps. Ratio = ours / the plain SpeechBrain loop of the same size. "
+             f"{args.warmup} warm-up steps. Ratio = throughput of ours / the plain SpeechBrain loop on the same "
+             "model and batches; teacher and student: their steps interleaved in one process (robust to "
+             "other load), student+MKD: against the plain student row. "
              "student+MKD runs the frozen teacher on every step (teacher_cache: False; with the cache the "
              "steps cost about a plain student's, after a one-off pass: benchmarks/mkd_cost_*.md).", "",
              f"| model | batch | s/step | utterances/s | ratio | {mem} |", "|---|---|---|---|---|---|"]
     train = results["train"]
-    plain = {"teacher": "plain SB ECAPA, teacher size", "student": "plain SB ECAPA, student size",
-             "student+MKD": "plain SB ECAPA, student size"}
     for row in TRAIN_ROWS:
         r = train.get(row)
         if r is None or "error" in r:
             lines.append(f"| {row} | - | - | - | - | {r and r.get('error', '')} |")
             continue
-        p = train.get(plain.get(row, ""), {})
-        ratio = f"{r['utt_per_s'] / p['utt_per_s']:.2f}" if "utt_per_s" in p else "-"
+        ratio = loop_ratio(train, row)
+        ratio = "-" if ratio is None else f"{ratio:.2f}"
         lines.append(f"| {row} | {r['batch']} | {r['s_per_step']:.3f} | {r['utt_per_s']:.1f} | {ratio} | "
                      f"{r['peak_mb']:.0f} |")
     lines += ["", "## Inference real-time factor", "",
@@ -317,10 +343,22 @@ def targets(train, infer):
     if "rtf_b32" in ti and "rtf_b32" in si:
         out.append(f"- student inference >= 2x its teacher (batch 32): {ti['rtf_b32'] / si['rtf_b32']:.2f}x")
         out.append(f"- batched student inference >= 200x real time: {1 / si['rtf_b32']:.0f}x")
-    p = train.get("plain SB ECAPA, student size", {})
-    if "utt_per_s" in s and "utt_per_s" in p:
-        out.append(f"- our loop / plain SpeechBrain loop >= 0.95 (student): {s['utt_per_s'] / p['utt_per_s']:.2f}")
+    for row in ("teacher", "student"):
+        if loop_ratio(train, row) is not None:
+            out.append(f"- our loop / plain SpeechBrain loop >= 0.95 ({row}): {loop_ratio(train, row):.2f}")
     return out
+
+
+def loop_ratio(train, row):
+    """ours / plain: the interleaved measurement where there is one, else separate rows."""
+    if row not in ("teacher", "student", "student+MKD"):
+        return None
+    inter = train.get(f"loop ratio, {row}", {})
+    if "ratio" in inter:
+        return inter["ratio"]
+    r = train.get(row, {})
+    p = train.get(f"plain SB ECAPA, {'teacher' if row == 'teacher' else 'student'} size", {})
+    return r["utt_per_s"] / p["utt_per_s"] if "utt_per_s" in r and "utt_per_s" in p else None
 
 
 def parse_args():
@@ -350,7 +388,7 @@ def main():
         return run_row(args)
     gpu = args.device.startswith("cuda")
     results = {"baseline": child(args, "infer", "baseline"), "train": {}, "infer": {}}
-    for row in TRAIN_ROWS:
+    for row in TRAIN_ROWS + RATIO_ROWS:
         print(f"train: {row}", file=sys.stderr)
         results["train"][row] = child(args, "train", row)
     for row in INFER_ROWS:
