@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.data.manifest import ManifestError, write_manifest  # noqa: E402
-from recipes.data.screening import screen_rows  # noqa: E402
+from recipes.data.screening import add_screening_args, screen_rows  # noqa: E402
 from recipes.data.splits import speaker_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -108,12 +108,8 @@ def prepare_csv(input_csv, save_folder, min_duration=1.0, max_duration=20.0,
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input_csv")
-    ap.add_argument("save_folder")
-    ap.add_argument("--min-duration", type=float, default=1.0)
-    ap.add_argument("--max-duration", type=float, default=20.0)
+    add_screening_args(ap)
     ap.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1))
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--skip-bad", action="store_true", help="drop unusable audio instead of failing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

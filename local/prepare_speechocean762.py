@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.data.manifest import ManifestError, write_manifest  # noqa: E402
-from recipes.data.screening import screen_rows  # noqa: E402
+from recipes.data.screening import add_screening_args, screen_rows  # noqa: E402
 from recipes.data.splits import speaker_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -112,12 +112,8 @@ def prepare_speechocean762(data_folder, save_folder, valid_ratio=0.1, min_durati
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data_folder")
-    ap.add_argument("save_folder")
+    add_screening_args(ap)
     ap.add_argument("--valid-ratio", type=float, default=0.1)
-    ap.add_argument("--min-duration", type=float, default=1.0)
-    ap.add_argument("--max-duration", type=float, default=20.0)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--skip-bad", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

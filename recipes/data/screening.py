@@ -51,3 +51,13 @@ def screen_rows(rows, min_duration=1.0, max_duration=20.0, skip_bad=False, sourc
                 source, report["kept"], report["too_short"], min_duration, report["too_long"],
                 max_duration, report["bad"])
     return kept, report
+
+
+def add_screening_args(ap):
+    """The command-line options every local/ preparation script shares (argparse parser)."""
+    ap.add_argument("save_folder")
+    ap.add_argument("--min-duration", type=float, default=1.0)
+    ap.add_argument("--max-duration", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--skip-bad", action="store_true", help="drop unusable audio instead of failing")
+    return ap
