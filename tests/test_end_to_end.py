@@ -164,6 +164,10 @@ def test_mkd_teacher_cache_is_whole_utterance_embedding(run_dir):
     brain.modules.train()
     assert torch.isfinite(brain.fit_batch(batch))
     assert brain.term_sums["kd"] > 0
+    assert brain._train_cache().keys() == brain.cache.keys()  # same settings: the saved file
+    brain.hparams.train_channel.snr_high = 1.0  # another channel: the saved cache is stale
+    with pytest.raises(AssertionError, match="teacher ran"):
+        brain._train_cache()
 
 
 def test_mkd_teacher_adapt_norm(run_dir):

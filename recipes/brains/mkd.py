@@ -101,8 +101,11 @@ class MKDBrain(ProfilingBrain):
         """id -> teacher embedding of the whole degraded training utterance, computed once
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
+        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        channel = getattr(self.hparams, "train_channel", None)
         teacher_id = [os.path.abspath(self.hparams.teacher_folder),
-                      bool(getattr(self.hparams, "teacher_adapt_norm", False))]
+                      bool(getattr(self.hparams, "teacher_adapt_norm", False)),
+                      os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(channel)]
         if os.path.isfile(path):
             saved = torch.load(path)
             if saved.get("teacher") == teacher_id:
@@ -150,3 +153,11 @@ class MKDBrain(ProfilingBrain):
         kd = feature_kd_loss(self.modules.projector(predictions["emb"]), predictions["teacher"],
                              self.hparams.kd_criterion)  # Eq. 2
         return {"kd": (self.hparams.kd_weight, kd)}
+
+
+def settings_key(module):
+    """A module's class and plain settings (numbers, strings): what the cache depends on."""
+    if module is None:
+        return None
+    plain = {k: v for k, v in vars(module).items() if isinstance(v, (bool, int, float, str))}
+    return [type(module).__name__, sorted(plain.items())]
