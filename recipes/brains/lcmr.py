@@ -25,7 +25,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
-from recipes.brains.logit_kd import check_same_labels
+from recipes.brains.teacher import check_same_labels
 from recipes.brains.profiling import ProfilingBrain
 from recipes.checkpoint import AtomicCheckpointer
 from recipes.evaluation import write_results

@@ -14,15 +14,7 @@
 import torch
 
 from recipes.brains.profiling import ProfilingBrain
-from recipes.inference import SpeakerProfiler
-
-
-def check_same_labels(student_space, teacher_space, teacher_folder):
-    """The soft targets only make sense over the same classes, in the same order."""
-    for attr in ("genders", "age_sup", "age_sub"):
-        if list(getattr(student_space, attr)) != list(getattr(teacher_space, attr)):
-            raise ValueError(f"teacher {teacher_folder}: its {attr} classes {getattr(teacher_space, attr)} "
-                             f"differ from the student's {getattr(student_space, attr)}")
+from recipes.brains.teacher import frozen_teacher
 
 
 class LogitKDBrain(ProfilingBrain):
@@ -43,10 +35,7 @@ class LogitKDBrain(ProfilingBrain):
         """Once per run, and only when the KD term has a weight (lambda > 0)."""
         if self.teacher is not None or self.hparams.objective.lam == 0:
             return
-        folder = self.hparams.teacher_folder
-        teacher = SpeakerProfiler.from_folder(folder, device=self.device)  # eval mode
-        check_same_labels(self.hparams.label_space, teacher.label_space, folder)
-        self.teacher = teacher.requires_grad_(False)
+        self.teacher = frozen_teacher(self.hparams.teacher_folder, self.device, self.hparams.label_space)
 
     def compute_forward(self, batch, stage):
         out = super().compute_forward(batch, stage)

@@ -31,7 +31,8 @@ from recipes.adaptation import adapt_normalizer, embed_dataset
 from recipes.brains.profiling import ProfilingBrain
 from recipes.data.pipelines import make_dataset
 from recipes.experiment import manifest_paths
-from recipes.inference import TEACHER_NORM, SpeakerProfiler, load_normalizer, save_normalizer
+from recipes.brains.teacher import frozen_teacher
+from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,7 @@ class MKDBrain(ProfilingBrain):
         if not self.hparams.mkd or getattr(self, "teacher", None) is not None:
             self.teacher = getattr(self, "teacher", None)
             return
-        self.teacher = SpeakerProfiler.from_folder(self.hparams.teacher_folder).to(self.device)
-        self.teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = frozen_teacher(self.hparams.teacher_folder, self.device)
         if getattr(self.hparams, "teacher_adapt_norm", False):
             path = os.path.join(self.hparams.output_folder, TEACHER_NORM)
             if not os.path.isfile(path):
