@@ -333,3 +333,14 @@ def test_lcmr_end_to_end_extracts_a_core_recipe_student(work):
     wav_file = sorted((work / "demo" / "wav").iterdir())[0]
     res = student.classify_file(str(wav_file))
     assert res["gender"][0] in ("f", "m") and 0.0 <= res["age_sub"][1] <= 1.0
+
+
+def test_lcmr_step_without_any_student_module(work):
+    # p = 0 with a frozen teacher (strategy 2): every step draws only teacher modules, so there
+    # is no gradient; the step must be skipped, not crash the run
+    out = work / "lcmr_p0"
+    run("train.py", "hparams/demo_lcmr.yaml", f"--output_folder={out}", *_common(work),
+        "--replacing_epochs=1", "--finetune_epochs=0", "--scheduler=constant", "--p0=0.0", *TINY)
+    with open(out / "train_log.txt") as f:
+        lines = [line for line in f if line.startswith("epoch:")]
+    assert len(lines) == 1 and "train replacing_rate: 0.00e+00" in lines[0]

@@ -84,6 +84,19 @@ class LCMRBrain(ProfilingBrain):
         for pair in self.pairs():
             pair.p = self.replacing_rate
 
+    def compute_objectives(self, predictions, batch, stage):
+        loss = super().compute_objectives(predictions, batch, stage)
+        # Eq. 1-2 drew the frozen teacher's module everywhere: nothing to train on this step
+        self.nothing_to_train = stage == sb.Stage.TRAIN and not loss.requires_grad
+        return loss.requires_grad_(True) if self.nothing_to_train else loss
+
+    def optimizers_step(self):
+        if getattr(self, "nothing_to_train", False):  # no gradient: no update, the clock goes on
+            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer_step += 1
+            return
+        super().optimizers_step()
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             super().on_stage_end(stage, stage_loss, epoch)
