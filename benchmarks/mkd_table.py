@@ -57,6 +57,19 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     return compute_results(col, model.label_space), sum(p.numel() for p in model.encoder.parameters())
 
 
+def cached(path, compute, teacher):
+    """(results, params) of a teacher evaluation, kept in ``path`` (it takes long on CPU)."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved["teacher"] == os.path.abspath(teacher):
+            return saved["results"], saved["params"]
+    res, params = compute()
+    with open(path, "w") as f:
+        json.dump({"teacher": os.path.abspath(teacher), "results": res, "params": params}, f)
+    return res, params
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default="ecapa_cpu")
@@ -76,9 +89,12 @@ def main():
     manifests = os.path.join(teacher, "manifests")
     os.makedirs(args.results, exist_ok=True)
     test_csv = os.path.join(manifests, "test.csv")
-    t_res, t_params = evaluate_folder(teacher, yaml_path, test_csv)
+    t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
+                             lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher)
     table = [("teacher (clean-trained, +CH)", "-", t_res, t_params, None)]
-    a_res, _ = evaluate_folder(teacher, yaml_path, test_csv, adapt_on=os.path.join(manifests, "train.csv"))
+    a_res, _ = cached(os.path.join(args.results, f"{args.pair}_teacher_adapted_eval.json"),
+                      lambda: evaluate_folder(teacher, yaml_path, test_csv,
+                                              adapt_on=os.path.join(manifests, "train.csv")), teacher)
     table.append(("teacher, feature stats re-estimated on degraded train audio", "-", a_res, t_params, None))
     cmds = []
 
