@@ -39,65 +39,16 @@ sys.path.insert(0, ROOT)
 os.chdir(ROOT)
 
 import speechbrain as sb  # noqa: E402
-from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
-from speechbrain.utils.checkpoints import Checkpointer  # noqa: E402
 
 from recipes import deploy  # noqa: E402
-from recipes.experiment import write_inference_yaml  # noqa: E402
-from recipes.inference import SpeakerProfiler  # noqa: E402
+from speed_models import load_hparams, profiler_for, random_folder, yaml_paths  # noqa: E402
 
 TRAIN_ROWS = ("teacher", "student", "student+MKD", "plain SB ECAPA, teacher size", "plain SB ECAPA, student size")
 RATIO_ROWS = ("loop ratio, teacher", "loop ratio, student")
 INFER_ROWS = ("teacher", "student", "pruned student", "student TorchScript", "student ONNX",
               "student int8 (PyTorch)", "student int8 (ONNX)")
 CPU_ONLY = ("student ONNX", "student int8 (PyTorch)", "student int8 (ONNX)")
-
-
-# ---- models -------------------------------------------------------------------------------
-def yaml_paths(pair):
-    return f"hparams/speechocean762/{pair}.yaml", f"hparams/speechocean762/{pair}_mkd.yaml"
-
-
-def load_hparams(path, tmp, **overrides):
-    with open(path) as f:
-        return load_hyperpyyaml(f, {"output_folder": os.path.join(tmp, "out"), **overrides})
-
-
-def init_normalizer(hp):
-    """Global feature statistics from one random batch (a random-weights model needs some)."""
-    norm = hp["mean_var_norm"].train()
-    norm(hp["compute_features"](0.1 * torch.randn(2, hp["sample_rate"])), torch.ones(2))
-    norm.eval()
-
-
-def random_folder(yaml_path, folder):
-    """A train.py-like output folder with random weights (a stand-in teacher for MKD)."""
-    os.makedirs(folder, exist_ok=True)
-    write_inference_yaml(yaml_path, {"output_folder": folder}, os.path.join(folder, "inference.yaml"))
-    hp = load_hparams(yaml_path, folder)
-    init_normalizer(hp)
-    Checkpointer(os.path.join(folder, "save"), recoverables={
-        "encoder": hp["encoder"], "heads": hp["heads"], "normalizer": hp["mean_var_norm"]}).save_checkpoint(
-        meta={"mean_f1": 0.0})
-    return folder
-
-
-def random_profiler(yaml_path, tmp, **overrides):
-    hp = load_hparams(yaml_path, tmp, **overrides)
-    init_normalizer(hp)
-    return SpeakerProfiler(hp).eval()
-
-
-def profiler_for(name, args, tmp):
-    teacher_yaml, student_yaml = yaml_paths(args.pair)
-    if name == "teacher":
-        return SpeakerProfiler.from_folder(args.teacher) if args.teacher else random_profiler(teacher_yaml, tmp)
-    if name == "pruned student":
-        return SpeakerProfiler.from_folder(args.pruned)
-    if args.student:
-        return SpeakerProfiler.from_folder(args.student)
-    return random_profiler(student_yaml, tmp, mkd=False)
 
 
 # ---- training rows ------------------------------------------------------------------------
@@ -179,9 +130,8 @@ def run_ratio_row(name, args, tmp):
     """ours / plain on the same batches with their steps interleaved in one process, so other
     load on the machine slows both alike (separate rows are measured minutes apart)."""
     size = name.rsplit(", ", 1)[1]
-    brains = {"ours": train_brain(size, args, tmp)[0],
-              "plain": train_brain(f"plain SB ECAPA, {size} size", args, tmp)[0]}
-    hp = train_brain(size, args, tmp)[1]
+    ours, hp = train_brain(size, args, tmp)
+    brains = {"ours": ours, "plain": train_brain(f"plain SB ECAPA, {size} size", args, tmp)[0]}
     times = {k: [] for k in brains}
     for i, batch in enumerate(synthetic_batches(hp, args.warmup + args.steps, hp["batch_size"])):
         for key in (("ours", "plain") if i % 2 else ("plain", "ours")):  # alternate who goes first

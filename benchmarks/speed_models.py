@@ -1,0 +1,56 @@
+"""Models of the speed benchmark's rows (benchmarks/speed.py): the pair's YAMLs, and
+random-weight stand-ins when no trained folder is given (speed does not depend on weights)."""
+
+import os
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
+
+from recipes.experiment import write_inference_yaml
+from recipes.inference import SpeakerProfiler
+
+
+def yaml_paths(pair):
+    return f"hparams/speechocean762/{pair}.yaml", f"hparams/speechocean762/{pair}_mkd.yaml"
+
+
+def load_hparams(path, tmp, **overrides):
+    with open(path) as f:
+        return load_hyperpyyaml(f, {"output_folder": os.path.join(tmp, "out"), **overrides})
+
+
+def init_normalizer(hp):
+    """Global feature statistics from one random batch (a random-weights model needs some)."""
+    norm = hp["mean_var_norm"].train()
+    norm(hp["compute_features"](0.1 * torch.randn(2, hp["sample_rate"])), torch.ones(2))
+    norm.eval()
+
+
+def random_folder(yaml_path, folder):
+    """A train.py-like output folder with random weights (a stand-in teacher for MKD)."""
+    os.makedirs(folder, exist_ok=True)
+    write_inference_yaml(yaml_path, {"output_folder": folder}, os.path.join(folder, "inference.yaml"))
+    hp = load_hparams(yaml_path, folder)
+    init_normalizer(hp)
+    Checkpointer(os.path.join(folder, "save"), recoverables={
+        "encoder": hp["encoder"], "heads": hp["heads"], "normalizer": hp["mean_var_norm"]}).save_checkpoint(
+        meta={"mean_f1": 0.0})
+    return folder
+
+
+def random_profiler(yaml_path, tmp, **overrides):
+    hp = load_hparams(yaml_path, tmp, **overrides)
+    init_normalizer(hp)
+    return SpeakerProfiler(hp).eval()
+
+
+def profiler_for(name, args, tmp):
+    teacher_yaml, student_yaml = yaml_paths(args.pair)
+    if name == "teacher":
+        return SpeakerProfiler.from_folder(args.teacher) if args.teacher else random_profiler(teacher_yaml, tmp)
+    if name == "pruned student":
+        return SpeakerProfiler.from_folder(args.pruned)
+    if args.student:
+        return SpeakerProfiler.from_folder(args.student)
+    return random_profiler(student_yaml, tmp, mkd=False)
