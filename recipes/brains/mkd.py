@@ -29,9 +29,9 @@ from speechbrain.dataio.dataloader import make_dataloader
 
 from recipes.adaptation import adapt_normalizer, embed_dataset
 from recipes.brains.profiling import ProfilingBrain
+from recipes.brains.teacher import frozen_teacher
 from recipes.data.pipelines import make_dataset
 from recipes.experiment import manifest_paths
-from recipes.brains.teacher import frozen_teacher
 from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 
@@ -88,10 +88,12 @@ class MKDBrain(ProfilingBrain):
                 sb.utils.distributed.ddp_barrier()
             load_normalizer(self.teacher.mean_var_norm, path, self.device)
 
+    def _train_csv(self):
+        return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+
     def _whole_train_loader(self):
         """The student's training utterances, whole, through its (deterministic) channel."""
-        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
-        data = make_dataset(train_csv, self.hparams.label_space, self.hparams.sample_rate, sort=True,
+        data = make_dataset(self._train_csv(), self.hparams.label_space, self.hparams.sample_rate, sort=True,
                             channel=getattr(self.hparams, "train_channel", None))
         return make_dataloader(data, **self.hparams.eval_dataloader_opts)
 
@@ -99,7 +101,7 @@ class MKDBrain(ProfilingBrain):
         """id -> teacher embedding of the whole degraded training utterance, computed once
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
-        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        train_csv = self._train_csv()
         channel = getattr(self.hparams, "train_channel", None)
         teacher_id = [os.path.abspath(self.hparams.teacher_folder),
                       bool(getattr(self.hparams, "teacher_adapt_norm", False)),
