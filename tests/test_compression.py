@@ -23,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3", "--noprogressbar"]
 
 
-def run(script, *args):
-    res = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+def run(script, *args, timeout=1800):
+    res = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
 
@@ -116,6 +116,15 @@ def test_replacing_p0_is_teacher_p1_is_student(make):
     pair.p = 0.5
     draws = [tuple(pair.draw()) for _ in range(50)]
     assert len(set(draws)) > 5 and any(any(d) for d in draws) and any(not all(d) for d in draws)
+    # keyed by (epoch, batch): a second copy (another torchrun rank, or a resumed run) draws the same
+    other = ModuleReplacing(*make(), strategy=1).train()
+    other.p = 0.5
+    keyed = []
+    for step in [(1, 1), (1, 2), (2, 1), (1, 1)]:
+        pair.step = other.step = step
+        keyed.append(pair.draw())
+        assert other.draw() == keyed[-1]
+    assert keyed[0] == keyed[3] and len({tuple(d) for d in keyed}) > 1
 
 
 def test_replacing_heads_strategy_2_and_bad_students(label_space):
@@ -333,6 +342,25 @@ def test_lcmr_end_to_end_extracts_a_core_recipe_student(work):
     wav_file = sorted((work / "demo" / "wav").iterdir())[0]
     res = student.classify_file(str(wav_file))
     assert res["gender"][0] in ("f", "m") and 0.0 <= res["age_sub"][1] <= 1.0
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="no gloo backend")
+def test_lcmr_torchrun_two_ranks_draw_alike(work):
+    # p = 0.1: ~40% of steps draw only frozen teacher modules (skipped); the ranks must draw
+    # alike, else one skips its backward while the other waits for it in the all-reduce
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = work / "lcmr_ddp"
+    run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
+        "train.py", "hparams/demo_lcmr.yaml", f"--output_folder={out}", *_common(work), "--distributed_backend=gloo",
+        "--find_unused_parameters", "--replacing_epochs=2", "--finetune_epochs=0", "--scheduler=constant",
+        "--p0=0.1", "--batch_size=4", *TINY, timeout=600)
+    with open(out / "train_log.txt") as f:
+        assert sum(line.startswith("epoch:") for line in f) == 2
+    assert (out / "student" / "results.json").exists()
 
 
 def test_lcmr_step_without_any_student_module(work):

@@ -14,7 +14,9 @@
   into ``student_folder``: a standalone core-recipe folder (save/CKPT+* with encoder, heads,
   normalizer, counter; inference.yaml; results.json) for ``infer.py`` and ``prune.py``.
 - Under torchrun (DDP), pass ``--find_unused_parameters``: the modules not drawn at a step
-  get no gradient.
+  get no gradient. The draw of a batch is a function of (replacing seed, epoch, batch index),
+  so every rank replaces the same modules, and a step that draws only frozen teacher modules
+  is skipped on all ranks together (no rank waits in an all-reduce).
 """
 
 import logging
@@ -83,6 +85,8 @@ class LCMRBrain(ProfilingBrain):
         self.replacing_rate = self.hparams.replacement_schedule(self.optimizer_step / self.steps_per_epoch)
         for pair in self.pairs():
             pair.p = self.replacing_rate
+            # the Eq. 1 draw of this batch: same on every rank, reproduced on resume
+            pair.step = (self.hparams.epoch_counter.current, self.step)
 
     def compute_objectives(self, predictions, batch, stage):
         loss = super().compute_objectives(predictions, batch, stage)
@@ -108,8 +112,7 @@ class LCMRBrain(ProfilingBrain):
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         super().on_evaluate_start(max_key=max_key, min_key=min_key)  # loads the best checkpoint
-        if if_main_process():
-            self.extract_student(max_key, min_key)
+        self.extract_student(max_key, min_key)  # on every rank: the checkpointer syncs them
 
     def extract_student(self, max_key=None, min_key=None):
         """Student encoder + heads + feature statistics of the loaded checkpoint (Eq. 4 of
@@ -120,13 +123,15 @@ class LCMRBrain(ProfilingBrain):
             logger.warning("no checkpoint in %s: no student extracted", hp.save_folder)
             return None
         dest = hp.student_folder
-        os.makedirs(dest, exist_ok=True)
+        if if_main_process():
+            os.makedirs(dest, exist_ok=True)
         saver = AtomicCheckpointer(os.path.join(dest, "save"), recoverables={
             "encoder": hp.encoder, "heads": hp.heads, "normalizer": self.modules.mean_var_norm,
             "counter": hp.epoch_counter})
         meta = {"mean_f1": ckpt.meta["mean_f1"], "epoch": ckpt.meta.get("epoch"), "extracted_from": str(ckpt.path)}
         saver.save_and_keep_only(meta=meta, num_to_keep=1, keep_recent=True, importance_keys=[])
         # inference.yaml of this run already describes the student (encoder / heads keys)
-        shutil.copyfile(os.path.join(hp.output_folder, "inference.yaml"), os.path.join(dest, "inference.yaml"))
+        if if_main_process():
+            shutil.copyfile(os.path.join(hp.output_folder, "inference.yaml"), os.path.join(dest, "inference.yaml"))
         logger.info("student extracted from %s into %s", ckpt.path, dest)
         return dest

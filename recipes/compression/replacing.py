@@ -102,7 +102,10 @@ class ModuleReplacing(torch.nn.Module):
     ``strategy``: 1 = the teacher is trained jointly (003 Strategy 1); 2 = it is frozen
     (Strategy 2: no gradients, kept in eval mode, so its BatchNorm statistics stay).
     The draws use their own generator (``seed``), so dropout and other random streams are
-    the same whatever p is.
+    the same whatever p is. When the trainer sets ``step`` (ints, e.g. (epoch, batch index),
+    the same on every torchrun rank and restored on resume), a draw is a function of (seed, step):
+    all ranks replace the same modules (DDP needs the same parameters in every backward) and
+    a resumed run draws what the uninterrupted run would have drawn.
     """
 
     def __init__(self, teacher, student, strategy=2, groups=None, seed=0):
@@ -116,6 +119,7 @@ class ModuleReplacing(torch.nn.Module):
         self.groups = [list(g) for g in (groups or student.replacing_groups())]
         self._check_coverage()
         self.p = 0.0
+        self.seed, self.step = seed, None
         self.generator = torch.Generator().manual_seed(seed)
         self.shapes_checked = False
         if strategy == 2:
@@ -157,7 +161,10 @@ class ModuleReplacing(torch.nn.Module):
         """r_i ~ Bernoulli(p) per group (Eq. 1); all ones in evaluation."""
         if not self.training:
             return [True] * len(self.groups)
-        r = torch.rand(len(self.groups), generator=self.generator) < self.p
+        gen = self.generator
+        if self.step is not None:  # (seed, step) -> draw: identical across ranks and resumes
+            gen = torch.Generator().manual_seed(hash((self.seed, self.step)) & 0x7FFFFFFFFFFFFFFF)
+        r = torch.rand(len(self.groups), generator=gen) < self.p
         return r.tolist()
 
     def forward(self, *args, **kwargs):
