@@ -5,7 +5,7 @@ what is missing) and copies report.md, the CSVs, results.json and probing.png to
 benchmarks/probing/<name>/. The summary against paper 001 is benchmarks/probing/README.md.
 
     python benchmarks/probing_reports.py [--teacher results/bench_core/ecapa_cpu_ch/1234]
-        [--student results/bench_mkd/ecapa_cpu_MKD_CH/1234] [--n_seeds 3]
+        [--student results/bench_mkd/ecapa_cpu_MKD_CH/1234] [--n_seeds 5]
 """
 
 import argparse
@@ -18,11 +18,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("report.md", "layerwise.csv", "neurons.csv", "distribution.csv", "results.json", "probing.png")
 
 
+def done_with(report, n_seeds):
+    """An existing report made with the same number of seeds (else probe.py runs again;
+    the extracted representations are cached, so only the probes are redone)."""
+    if not os.path.isfile(report):
+        return False
+    with open(report) as f:
+        return f"; {n_seeds} seeds;" in f.read()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--teacher", default="results/bench_core/ecapa_cpu_ch/1234")
     ap.add_argument("--student", default="results/bench_mkd/ecapa_cpu_MKD_CH/1234")
-    ap.add_argument("--n_seeds", type=int, default=3)
+    ap.add_argument("--n_seeds", type=int, default=5)
     ap.add_argument("--max_per_speaker", type=int, default=4)
     ap.add_argument("--channel_per_speaker", type=int, default=1)
     args = ap.parse_args()
@@ -34,7 +43,7 @@ def main():
                                            "--random_init_baseline=False"], True)]
     for name, folder, extra, rand in runs:
         out = os.path.join(folder, f"probe_random_{rand}")
-        if not os.path.isfile(os.path.join(out, "report.md")):
+        if not done_with(os.path.join(out, "report.md"), args.n_seeds):
             cmd = [sys.executable, "probe.py", "hparams/probe/speechocean762.yaml", f"--model_folder={folder}",
                    *common, *extra]
             subprocess.run(cmd, cwd=ROOT, check=True)

@@ -92,9 +92,9 @@ def train_brain(name, args, tmp):
         folder = args.teacher or random_folder(teacher_yaml, os.path.join(tmp, "teacher"))
         with open(student_yaml) as f:  # the teacher runs on every step (no one-off embedding pass)
             no_cache = {"teacher_cache": False} if "\nteacher_cache:" in f.read() else {}
-        hp = load_hparams(student_yaml, tmp, mkd=True, teacher_folder=folder, **no_cache)
+        hp = load_hparams(student_yaml, tmp, mkd=True, teacher_folder=folder, model=args.student_model, **no_cache)
     else:
-        hp = load_hparams(student_yaml, tmp, mkd=False)
+        hp = load_hparams(student_yaml, tmp, mkd=False, model=args.student_model)
     run_opts = {"device": args.device}
     if name.startswith("plain"):
         modules = {"compute_features": hp["compute_features"], "mean_var_norm": hp["mean_var_norm"],
@@ -231,7 +231,7 @@ def child(args, kind, row):
     cmd = [sys.executable, os.path.abspath(__file__), "--row", row, "--kind", kind, "--pair", args.pair,
            "--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--repeats", str(args.repeats), "--seconds", str(args.seconds)]
-    for opt in ("teacher", "student", "pruned"):
+    for opt in ("teacher", "student", "pruned", "student_model"):
         if getattr(args, opt):
             cmd += [f"--{opt}", getattr(args, opt)]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -244,7 +244,9 @@ def child(args, kind, row):
 def table(args, results):
     base = results["baseline"]["peak_mb"]
     mem = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
-    lines = [f"# Speed ({args.device}, {args.pair} pair{', QUICK smoke run: not a measurement' if args.quick else ''})",
+    student = f", student {args.student_model}" if args.student_model else ""
+    lines = [f"# Speed ({args.device}, {args.pair} pair{student}"
+             f"{', QUICK smoke run: not a measurement' if args.quick else ''})",
              "", f"Hardware: {hardware(args.device)}.", "",
              "## Training throughput", "",
              f"Synthetic batches in memory (data loading excluded), median of {args.steps} steps after "
@@ -318,6 +320,8 @@ def parse_args():
     ap.add_argument("--teacher", help="trained teacher folder (MKD row, teacher inference); default random")
     ap.add_argument("--student", help="trained student folder for the inference rows; default random")
     ap.add_argument("--pruned", help="pruned student folder (train.py output): adds its inference row")
+    ap.add_argument("--student_model", help="student encoder: a YAML of hparams/encoders/ (name without .yaml) "
+                                            "in place of the pair's student, e.g. ecapa_cpu_small_student")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per row")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10, help="timed inference runs per batch size")

@@ -4,6 +4,7 @@ random-weight stand-ins when no trained folder is given (speed does not depend o
 import os
 
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
@@ -15,9 +16,15 @@ def yaml_paths(pair):
     return f"hparams/speechocean762/{pair}.yaml", f"hparams/speechocean762/{pair}_mkd.yaml"
 
 
-def load_hparams(path, tmp, **overrides):
+def load_hparams(path, tmp, model=None, **overrides):
+    """The YAML with ``overrides``; ``model``: an encoder YAML of hparams/encoders/ (name
+    without .yaml) in place of the one the YAML includes (as ``--model=!include:...`` does
+    on the train.py command line)."""
+    text = yaml.safe_dump({"output_folder": os.path.join(tmp, "out"), **overrides})
+    if model:
+        text += f"model: !include:../encoders/{model}.yaml\n"
     with open(path) as f:
-        return load_hyperpyyaml(f, {"output_folder": os.path.join(tmp, "out"), **overrides})
+        return load_hyperpyyaml(f, text)
 
 
 def init_normalizer(hp):
@@ -53,4 +60,4 @@ def profiler_for(name, args, tmp):
         return SpeakerProfiler.from_folder(args.pruned)
     if args.student:
         return SpeakerProfiler.from_folder(args.student)
-    return random_profiler(student_yaml, tmp, mkd=False)
+    return random_profiler(student_yaml, tmp, mkd=False, model=args.student_model)
