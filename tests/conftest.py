@@ -24,6 +24,15 @@ def needs_shared(name):
                               reason=f"real corpus {path} absent (../shared is not on this machine)")
 
 
+def free_port():
+    """A free TCP port for torchrun's rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_train(out, data, *extra, cmd=None, timeout=600):
     """train.py (or ``cmd``) on the tiny demo corpus; asserts it succeeds, returns its output."""
     import subprocess

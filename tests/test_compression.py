@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import free_port
 from recipes.compression.replacing import (LogarithmicScheduler, ModuleReplacing, ReplacementSchedule,
                                            make_scheduler)
 from recipes.encoders import EcapaEncoder, ResNetEncoder
@@ -348,13 +349,8 @@ def test_lcmr_end_to_end_extracts_a_core_recipe_student(work):
 def test_lcmr_torchrun_two_ranks_draw_alike(work):
     # p = 0.1: ~40% of steps draw only frozen teacher modules (skipped); the ranks must draw
     # alike, else one skips its backward while the other waits for it in the all-reduce
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = work / "lcmr_ddp"
-    run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
+    run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
         "train.py", "hparams/demo_lcmr.yaml", f"--output_folder={out}", *_common(work), "--distributed_backend=gloo",
         "--find_unused_parameters", "--replacing_epochs=2", "--finetune_epochs=0", "--scheduler=constant",
         "--p0=0.1", "--batch_size=4", *TINY, timeout=600)

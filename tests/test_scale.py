@@ -4,14 +4,13 @@ import csv
 import json
 import os
 import shutil
-import socket
 import sys
 
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from conftest import ROOT, run_train
+from conftest import ROOT, free_port, run_train
 
 
 def demo_hparams(root, out, **overrides):
@@ -32,12 +31,6 @@ def assert_trained(out, epochs=1):
         assert 0.0 <= json.load(f)["test"]["gender"]["f1"] <= 1.0
     with open(out / "train_log.txt") as f:
         assert sum(line.startswith("epoch:") for line in f) == epochs
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="no gloo backend")
