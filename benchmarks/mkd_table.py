@@ -189,8 +189,11 @@ def write_table(args, table, cmds, t_params):
     for name, seeds, runs, params, _ in table:
         cells = [fmt(runs, t, m) for t in ("gender", "age_sup", "age_sub") for m in ("precision", "recall", "f1")]
         lines.append(f"| {name} | {seeds} | {params / 1e6:.2f}M ({100 * params / t_params:.0f}%) | " + " | ".join(cells) + " |")
-    lines += ["", "Rows: the teacher is evaluated as trained and with its feature mean/std re-estimated on the "
-              "degraded training audio (recipes/adaptation.py). Variant rows (first seed only): `no cache` = the "
+    teacher_rows = ("the teacher is evaluated as trained (its row with feature statistics re-estimated on "
+                    "degraded audio was left out: --skip_adapted_teacher)" if args.skip_adapted_teacher else
+                    "the teacher is evaluated as trained and with its feature mean/std re-estimated on the "
+                    "degraded training audio (recipes/adaptation.py)")
+    lines += ["", f"Rows: {teacher_rows}. Variant rows (first seed only): `no cache` = the "
               "teacher runs on every 2 s crop instead of once per whole utterance; `adapt` = "
               "`teacher_adapt_norm: True`; `student-only heads` = `concat_teacher: False` (no teacher at "
               "inference). F/T rows (first seed only): the test split's 125 speakers re-split by speaker "
