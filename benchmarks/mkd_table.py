@@ -200,6 +200,7 @@ def write_table(args, table, cmds, t_params):
               "40/10/50 % with local/prepare_csv.py (an in-house-like CSV corpus, same telephone channel, no "
               "label noise); each student is scored on its test part (~63 speakers) before and after "
               f"{args.epochs} epochs of fine-tuning on its train part (`--init_from`).", "",
+              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(sys.argv[1:])}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
     lines += [f"- `python {c.replace(ROOT + os.sep, '')}` ({s / 60:.0f} min)" for c, s in cmds]
     with open(os.path.join(ROOT, "benchmarks", f"mkd_table_{args.pair}.md"), "w") as f:
