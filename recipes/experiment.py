@@ -30,10 +30,11 @@ def build_datasets(hparams):
     from the audio files, or (``use_shards: True``) from WebDataset shards in
     ``shard_folder``, written from the manifests first if missing or out of date."""
     paths = manifest_paths(hparams)
+    rows = {}
     for split, path in paths.items():
-        rows = validate_manifest(path, hparams["label_space"])
-        logger.info("%s: %d utterances, %d speakers", path, len(rows), len({r['spk_id'] for r in rows}))
-    check_speaker_disjoint(paths)
+        rows[split] = validate_manifest(path, hparams["label_space"])
+        logger.info("%s: %d utterances, %d speakers", path, len(rows[split]), len({r['spk_id'] for r in rows[split]}))
+    check_speaker_disjoint(paths, rows)
     ls, sr = hparams["label_space"], hparams["sample_rate"]
     # optional degraded domain (student of MKD): channel on train/valid, and on test
     train_ch, test_ch = hparams.get("train_channel"), hparams.get("test_channel")

@@ -7,7 +7,7 @@ import torch
 
 from local.prepare_csv import prepare_csv
 from recipes.data.audio import AudioError, load_audio
-from recipes.data.manifest import (ManifestError, check_speaker_disjoint, validate_manifest,
+from recipes.data.manifest import (ManifestError, check_speaker_disjoint, read_rows, validate_manifest,
                                    write_manifest)
 
 
@@ -70,8 +70,14 @@ def test_speaker_in_two_splits(tmp_path):
     a = tone(str(tmp_path / "a.wav"))
     write_manifest(str(tmp_path / "train.csv"), [manifest_row("u1", a, spk="s1")])
     write_manifest(str(tmp_path / "test.csv"), [manifest_row("u2", a, spk="s1")])
-    with pytest.raises(ManifestError, match="speaker 's1'"):
-        check_speaker_disjoint({"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")})
+    paths = {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
+    with pytest.raises(ManifestError, match="speaker 's1'") as from_files:
+        check_speaker_disjoint(paths)
+    # the rows already read by validate_manifest give the same error (file and row named)
+    rows = {split: [dict(r) for _, r in read_rows(p)] for split, p in paths.items()}
+    with pytest.raises(ManifestError) as from_rows:
+        check_speaker_disjoint(paths, rows)
+    assert str(from_rows.value) == str(from_files.value) and "test.csv, row 2" in str(from_rows.value)
 
 
 def make_input_csv(tmp_path, n_spk=10, extra=()):

@@ -82,12 +82,15 @@ def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
     return [r for _, r in rows]
 
 
-def check_speaker_disjoint(manifests):
-    """manifests: dict split -> csv path. Raise ManifestError if a speaker is in two splits."""
+def check_speaker_disjoint(manifests, rows=None):
+    """manifests: dict split -> csv path; rows: optional dict split -> its rows as
+    validate_manifest returned them (spares a second read). Raise ManifestError if a
+    speaker is in two splits."""
     owner = {}
     errors = []
     for split, path in manifests.items():
-        for n, row in read_rows(path):
+        numbered = enumerate(rows[split], start=2) if rows and split in rows else read_rows(path)
+        for n, row in numbered:
             spk = row["spk_id"]
             if spk in owner and owner[spk][0] != split:
                 errors.append(f"speaker {spk!r} is in split {owner[spk][0]} ({owner[spk][1]}) "
