@@ -11,7 +11,7 @@ import pathlib
 import shutil
 
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -23,18 +23,22 @@ class AtomicCheckpointer(Checkpointer):
         if if_main_process():
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True, exist_ok=True)
+            if name is None:  # a time stamp not yet taken in the final folder: two saves in one
+                name = self._new_checkpoint_dirpath().name[len("CKPT+"):]  # second must not collide
         self.checkpoints_dir = staging
         try:
             ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
                                            verbosity=verbosity)
         finally:
             self.checkpoints_dir = final_dir
-        if ckpt is None:  # non-main process
-            return None
-        target = final_dir / ckpt.path.name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(ckpt.path, target)
-        shutil.rmtree(staging, ignore_errors=True)
-        paramfiles = {k: target / pathlib.Path(v).name for k, v in ckpt.paramfiles.items()}
-        return Checkpoint(target, ckpt.meta, paramfiles)
+        if ckpt is not None:  # main process: move it into place
+            target = final_dir / ckpt.path.name
+            if target.exists():  # only a custom name can be taken already
+                shutil.rmtree(target)
+            os.replace(ckpt.path, target)
+            shutil.rmtree(staging, ignore_errors=True)
+            paramfiles = {k: target / pathlib.Path(v).name for k, v in ckpt.paramfiles.items()}
+            ckpt = Checkpoint(target, ckpt.meta, paramfiles)
+        # torchrun: no process lists the checkpoints (save_and_keep_only does next) before it is in place
+        ddp_barrier()
+        return ckpt

@@ -37,3 +37,13 @@ def test_interrupted_save_keeps_last_good_checkpoint(tmp_path):
     bomb.fail = False
     ck.save_checkpoint(meta={"step": 3})
     assert ck.find_checkpoint().meta["step"] == 3
+
+
+def test_saves_within_one_second_keep_both(tmp_path):
+    # SpeechBrain names checkpoints by the second; fast epochs (the demo, torchrun tests) must
+    # not replace the previous epoch's checkpoint with one of the same name
+    model = torch.nn.Linear(2, 2)
+    ck = AtomicCheckpointer(tmp_path / "save", recoverables={"model": model})
+    saved = [ck.save_checkpoint(meta={"step": i}) for i in range(3)]
+    assert len({c.path for c in saved}) == 3 and all(c.path.exists() for c in saved)
+    assert sorted(c.meta["step"] for c in ck.list_checkpoints()) == [0, 1, 2]
