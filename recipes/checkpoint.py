@@ -10,7 +10,7 @@ import os
 import pathlib
 import shutil
 
-from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.checkpoints import CKPT_PREFIX, Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 
@@ -24,7 +24,7 @@ class AtomicCheckpointer(Checkpointer):
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True, exist_ok=True)
             if name is None:  # a time stamp not yet taken in the final folder: two saves in one
-                name = self._new_checkpoint_dirpath().name[len("CKPT+"):]  # second must not collide
+                name = self._new_checkpoint_dirpath().name[len(CKPT_PREFIX) + 1:]  # second must not collide
         self.checkpoints_dir = staging
         try:
             ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
