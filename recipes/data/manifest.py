@@ -18,6 +18,9 @@ class ManifestError(ValueError):
     """A manifest that cannot be used; the message lists every bad row."""
 
 
+FIRST_ROW = 2  # line number of a CSV's first data row (line 1 is the header)
+
+
 def read_rows(csv_path):
     """List of (row_number, dict) of a CSV, with a clear error on missing columns."""
     if not os.path.isfile(csv_path):
@@ -30,7 +33,7 @@ def read_rows(csv_path):
             missing.append("age or age_group")
         if missing:
             raise ManifestError(f"{csv_path}: missing columns {missing} (header: {header})")
-        return [(i + 2, row) for i, row in enumerate(reader)]
+        return list(enumerate(reader, start=FIRST_ROW))
 
 
 def write_manifest(csv_path, rows):
@@ -89,7 +92,7 @@ def check_speaker_disjoint(manifests, rows=None):
     owner = {}
     errors = []
     for split, path in manifests.items():
-        numbered = enumerate(rows[split], start=2) if rows and split in rows else read_rows(path)
+        numbered = enumerate(rows[split], start=FIRST_ROW) if rows and split in rows else read_rows(path)
         for n, row in numbered:
             spk = row["spk_id"]
             if spk in owner and owner[spk][0] != split:
