@@ -27,8 +27,7 @@ import torch
 from recipes.deploy import (INPUTS, OUTPUTS, ExportableProfiler, example_input, manifest_accuracy,
                             max_abs_diff, onnx_session, quantize_int8, quantize_onnx_int8, run_onnx,
                             to_exported_program, to_onnx, to_torchscript)
-from recipes.inference import SpeakerProfiler
-from recipes.interface import export_pretrained
+from recipes.interface import SpeakerProfilerInterface, export_pretrained
 
 
 def parse_args(argv):
@@ -48,8 +47,10 @@ def parse_args(argv):
 
 def export(args):
     os.makedirs(args.out, exist_ok=True)
-    profiler = SpeakerProfiler.from_folder(args.folder)
-    model = ExportableProfiler(profiler).eval()
+    if not os.path.isfile(os.path.join(args.folder, "inference.yaml")):
+        raise FileNotFoundError(f"{args.folder}/inference.yaml not found: is {args.folder} a train.py output folder?")
+    profiler = SpeakerProfilerInterface.from_folder(args.folder)
+    model = ExportableProfiler(profiler.model).eval()
     sr = model.sample_rate
     example = example_input(sr, batch=2, seconds=args.check_seconds)
     check = example_input(sr, batch=3, seconds=args.check_seconds * 1.5, seed=1)  # other shape

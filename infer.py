@@ -2,7 +2,13 @@
 """Profile audio files with a trained (or exported) folder: per file, each task's label and
 probability. Long files are cut into windows whose probabilities are averaged (mean of the
 speech windows' probabilities); silence-only windows are skipped; a file with no speech is
-reported as silent.
+reported as silent. The age pair printed is the best-scoring pair that respects the label
+hierarchy (age-sub inside age-sup); when the two heads' own argmaxes disagree, the table
+says so and the JSON keeps them (age_sup_raw, age_sub_raw, hierarchy_adjusted).
+
+With --json every input gets one record; an input that cannot be read (missing file, a
+directory, unreadable audio) gets {"file": ..., "error": "..."}. The exit code is 1 when
+some input failed, 0 otherwise.
 
     python infer.py results/demo/1234 a.wav b.flac ...            # a table
     python infer.py results/demo/1234 call.wav --window 4 --hop 2 --json
@@ -10,6 +16,7 @@ reported as silent.
 
 import argparse
 import json
+import os
 import sys
 
 from recipes.data.audio import AudioError
@@ -53,7 +60,18 @@ def table_row(path, res):
     if res["silent"]:
         return "\t".join([path] + ["-"] * 6 + [f"0/{res['n_windows']}", "silent"])
     cells = [f"{res[t]['label']}\t{res[t]['prob']:.3f}" for t in TASKS]
-    return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"])
+    note = (f"\thierarchy-adjusted (raw: {res['age_sup_raw']} / {res['age_sub_raw']})"
+            if res["hierarchy_adjusted"] else "")
+    return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"]) + note
+
+
+def input_error(path):
+    """Why ``path`` cannot be an audio input (None when it is a file)."""
+    if os.path.isdir(path):
+        return f"{path} is a directory, not an audio file"
+    if not os.path.exists(path):
+        return f"{path} not found"
+    return None
 
 
 def json_row(path, res, with_embedding):
@@ -73,10 +91,16 @@ def main(argv=None):
     if not args.json:
         print("file\tgender\tp\tage_sup\tp\tage_sub\tp\tspeech_windows")
     for path in args.files:
-        try:
-            res = profiler.classify_file(path)
-        except AudioError as err:
-            print(f"{path}\terror: {err}", file=sys.stderr)
+        error = input_error(path)
+        if error is None:
+            try:
+                res = profiler.classify_file(path)
+            except AudioError as err:
+                error = str(err)
+        if error is not None:
+            print(f"{path}\terror: {error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": path, "error": error}))
             failed += 1
             continue
         if res["silent"]:

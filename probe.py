@@ -15,7 +15,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from recipes.inference import SpeakerProfiler
+from recipes.interface import SpeakerProfilerInterface
 from recipes.probing.analysis import layerwise, neuron_analysis, sv_analysis
 from recipes.probing.extract import cached_extract, concat_all
 from recipes.probing.report import write_report
@@ -70,9 +70,9 @@ def main(argv):
     sb.create_experiment_directory(hp["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     out = hp["output_folder"]
     torch.manual_seed(hp["seed"])
-    models = {"model": SpeakerProfiler.from_folder(hp["model_folder"], random_init=hp["random_init"])}
+    models = {"model": SpeakerProfilerInterface.from_folder(hp["model_folder"], random_init=hp["random_init"]).model}
     if hp["random_init_baseline"] and not hp["random_init"]:
-        models["random_init"] = SpeakerProfiler.from_folder(hp["model_folder"], random_init=True)
+        models["random_init"] = SpeakerProfilerInterface.from_folder(hp["model_folder"], random_init=True).model
     sets = item_sets(hp)
     probe_kw, seeds = hp["probe"], list(range(hp["n_seeds"]))
     labelers = {"gender": lambda it: it[3]["gender"], "age_sup": None, "age_sub": None,
@@ -114,9 +114,10 @@ def main(argv):
                                                     hp["sv_trials"])["per_layer"]["ALL"]
             else:
                 sv.update(sv_analysis(te, spk_te, genders, tr, spk_tr, seeds, probe_kw, hp["percents"], hp["sv_trials"]))
-    meta = (f"Model: `{hp['model_folder']}`{' (random-init twin)' if hp['random_init'] else ''}; pooling "
+    shown = os.path.relpath(hp["model_folder"]) if os.path.isabs(hp["model_folder"]) else hp["model_folder"]
+    meta = (f"Model: `{shown}`{' (random-init twin)' if hp['random_init'] else ''}; pooling "
             f"{hp['pooling']}; elastic-net probe {probe_kw}; {len(seeds)} seeds; delta {hp['delta']} point(s). "
-            f"Command: `python probe.py {hparams_file} {' '.join(argv[1:])}`")
+            f"Command: `python probe.py {hparams_file} {' '.join(argv[1:]).replace(os.getcwd() + os.sep, '')}`")
     print(write_report(out, hp["title"], layers, results, sv, meta))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compression benchmark (issue 4; papers 002 and 003) on speechocean762-8k, CPU sizes.
+"""Compression benchmark (papers 002 and 003) on speechocean762-8k, CPU sizes.
 
 Rows: the teacher (an existing core-recipe folder); the student without KD (logit-KD YAML
 at lambda = 0); + logit KD on a (T, lambda) grid (002 Table III); the LCMR student trained
@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.compression.sparse import to_sparse_compute  # noqa: E402
-from recipes.inference import SpeakerProfiler  # noqa: E402
+from recipes.interface import SpeakerProfilerInterface  # noqa: E402
 
 TASKS = ("gender", "age_sup", "age_sub")
 SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]
@@ -116,7 +116,7 @@ def measure(folder, args, extra=None, cache=None):
         if args.refresh_latency and not m.get("latency_refreshed"):
             m = refresh_latency(m, folder, args, path)
         return m
-    model = SpeakerProfiler.from_folder(folder)
+    model = SpeakerProfilerInterface.from_folder(folder).model
     params, nonzero = count_params(model)
     with open(os.path.join(folder, "results.json")) as f:
         test = json.load(f)["test"]
@@ -132,7 +132,7 @@ def measure(folder, args, extra=None, cache=None):
 
 def refresh_latency(m, folder, args, path):
     """CPU forward times measured again (after all training, on a quiet machine)."""
-    model = SpeakerProfiler.from_folder(folder)
+    model = SpeakerProfilerInterface.from_folder(folder).model
     m["latency_s"] = {str(b): forward_latency(model, model.sample_rate, args.latency_seconds, b, args.latency_repeats)
                       for b in (1, 32)}
     if "sparse_latency_s" in m:
@@ -237,12 +237,12 @@ def write_table(args, rows, path):
         ok = ratio >= 10 and loss <= 2
         stop = (f"stopped at round {m['stopped_at_round']}" if m["stopped_at_round"] is not None
                 else "ran all its rounds")
-        lines += ["", f"Target of 002 for «{pruned[0]}» (>= 10x fewer non-zero parameters than the teacher at <= 2 "
+        lines += ["", f"Goal of paper 002 for «{pruned[0]}» (>= 10x fewer non-zero parameters than the teacher at <= 2 "
                   f"points gender F1 loss): {ratio:.1f}x fewer, gender F1 {-loss:+.1f} points against the teacher -> "
-                  f"{'reached' if ok else 'NOT reached'}. Pruning {stop} (last good round {m['final_round']}, "
+                  f"{'reached' if ok else 'not reached'}. Pruning {stop} (last good round {m['final_round']}, "
                   f"{100 * m['sparsity']:.0f}% of the pruned layers' weights zero)."]
     lines += ["", "Commands (repository root):", ""]
-    lines += [f"- `python {cmd}` ({secs / 60:.0f} min)" for _, _, _, _, cmd, secs in rows if cmd]
+    lines += [f"- `python {cmd.replace(ROOT + os.sep, '')}` ({secs / 60:.0f} min)" for _, _, _, _, cmd, secs in rows if cmd]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -31,7 +31,7 @@ from local.prepare_csv import prepare_csv  # noqa: E402
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
 from recipes.evaluation import PredictionCollector, compute_results  # noqa: E402
-from recipes.inference import SpeakerProfiler  # noqa: E402
+from recipes.interface import SpeakerProfilerInterface  # noqa: E402
 
 VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"concat_teacher": False},
             "no cache": {"teacher_cache": False}}
@@ -44,7 +44,7 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     statistics first (recipes/adaptation.py)."""
     with open(yaml_path) as f:
         hp = load_hyperpyyaml(f, {"teacher_folder": folder})
-    model = SpeakerProfiler.from_folder(folder)
+    model = SpeakerProfilerInterface.from_folder(folder).model
     if adapt_on:
         adapt = make_dataset(adapt_on, model.label_space, model.sample_rate, sort=True, channel=hp["train_channel"])
         adapt_normalizer(model, make_dataloader(adapt, batch_size=16, collate_fn=SkipBadCollate()))
@@ -200,7 +200,7 @@ def write_table(args, table, cmds, t_params):
               "40/10/50 % with local/prepare_csv.py (an in-house-like CSV corpus, same telephone channel, no "
               "label noise); each student is scored on its test part (~63 speakers) before and after "
               f"{args.epochs} epochs of fine-tuning on its train part (`--init_from`).", "",
-              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(sys.argv[1:])}`. "
+              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(sys.argv[1:]).replace(ROOT + os.sep, '')}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
     lines += [f"- `python {c.replace(ROOT + os.sep, '')}` ({s / 60:.0f} min)" for c, s in cmds]
     with open(os.path.join(ROOT, "benchmarks", f"mkd_table_{args.pair}.md"), "w") as f:

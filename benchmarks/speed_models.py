@@ -9,7 +9,8 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from recipes.experiment import write_inference_yaml
-from recipes.inference import SpeakerProfiler
+from recipes.inference import ProfilerModel
+from recipes.interface import SpeakerProfilerInterface
 
 
 def yaml_paths(pair):
@@ -49,15 +50,15 @@ def random_folder(yaml_path, folder):
 def random_profiler(yaml_path, tmp, **overrides):
     hp = load_hparams(yaml_path, tmp, **overrides)
     init_normalizer(hp)
-    return SpeakerProfiler(hp).eval()
+    return ProfilerModel(hp).eval()
 
 
 def profiler_for(name, args, tmp):
     teacher_yaml, student_yaml = yaml_paths(args.pair)
     if name == "teacher":
-        return SpeakerProfiler.from_folder(args.teacher) if args.teacher else random_profiler(teacher_yaml, tmp)
+        return SpeakerProfilerInterface.from_folder(args.teacher).model if args.teacher else random_profiler(teacher_yaml, tmp)
     if name == "pruned student":
-        return SpeakerProfiler.from_folder(args.pruned)
+        return SpeakerProfilerInterface.from_folder(args.pruned).model
     if args.student:
-        return SpeakerProfiler.from_folder(args.student)
+        return SpeakerProfilerInterface.from_folder(args.student).model
     return random_profiler(student_yaml, tmp, mkd=False, model=args.student_model)

@@ -1,8 +1,14 @@
-"""Load a trained output folder and profile audio files (gender, age-sup, age-sub).
+"""The network of a trained folder: features -> normalisation -> encoder -> heads.
 
-    from recipes.inference import SpeakerProfiler
-    profiler = SpeakerProfiler.from_folder("results/demo/1234")
-    profiler.classify_file("call.wav")  # {"gender": ("f", 0.93), ...}
+``ProfilerModel`` is a ``torch.nn.Module`` mapping waveforms to (probabilities per task,
+embeddings). It is NOT the inference API: to profile recordings (labels, windows, silence,
+any sample rate) use ``recipes.interface.SpeakerProfilerInterface``, whose ``model`` is this
+module. Training code loads it directly from a train.py output folder (frozen teachers of
+MKD / logit KD / LCMR, pruning, the random-init control of probing):
+
+    from recipes.inference import ProfilerModel
+    model = ProfilerModel.from_folder("results/demo/1234")      # best checkpoint, eval mode
+    probs, emb = model(wavs, lengths)  # probs: {"gender": (batch, 2), "age_sup": ..., "age_sub": ...}
 """
 
 import os
@@ -10,8 +16,6 @@ import os
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
-
-from recipes.data.audio import load_audio
 
 # an MKD student's copy of its teacher's feature statistics, when re-estimated on its domain
 TEACHER_NORM = "teacher_norm.pt"
@@ -28,7 +32,7 @@ def load_normalizer(norm, path, device="cpu"):
     norm.glob_mean, norm.glob_std = stats["glob_mean"].to(device), stats["glob_std"].to(device)
 
 
-class SpeakerProfiler(torch.nn.Module):
+class ProfilerModel(torch.nn.Module):
     """Features + normalisation + encoder + heads of a trained folder, in eval mode."""
 
     def __init__(self, hparams):
@@ -42,7 +46,7 @@ class SpeakerProfiler(torch.nn.Module):
         # MKD students whose heads read [student; teacher] embeddings (paper 004 Z)
         self.teacher = None
         if hparams.get("concat_teacher") and hparams.get("mkd"):
-            self.teacher = SpeakerProfiler.from_folder(hparams["teacher_folder"])
+            self.teacher = ProfilerModel.from_folder(hparams["teacher_folder"])
 
     @classmethod
     def from_folder(cls, folder, device="cpu", random_init=False):
@@ -83,14 +87,6 @@ class SpeakerProfiler(torch.nn.Module):
         logits = self.heads(emb)
         return {t: torch.softmax(v, dim=-1) for t, v in logits.items()}, emb
 
-    def classify_file(self, path):
-        """{task: (label, probability)} for one audio file (any rate, mono or stereo)."""
-        wav = load_audio(path, self.sample_rate).unsqueeze(0)
-        probs, _ = self.forward(wav)
-        names = {"gender": self.label_space.genders, "age_sup": self.label_space.age_sup,
-                 "age_sub": self.label_space.age_sub}
-        out = {}
-        for t, p in probs.items():
-            i = int(p[0].argmax())
-            out[t] = (names[t][i], float(p[0, i]))
-        return out
+
+# The former name: exported folders' hyperparams.yaml files and older imports refer to it.
+SpeakerProfiler = ProfilerModel

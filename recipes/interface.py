@@ -1,17 +1,20 @@
-"""SpeakerProfilerInterface: the SpeechBrain ``Pretrained`` interface of a trained model.
+"""SpeakerProfilerInterface: THE inference class of the project (a SpeechBrain ``Pretrained``).
 
-For a batch of waveforms (any sample rate) or a list of files it returns, per recording,
-each task's label and probabilities and the embedding. Long recordings are cut into
-windows (``window_seconds`` every ``hop_seconds``); windows below the silence thresholds
-are skipped (recipes/windows.py); the recording's probabilities are the MEAN OF THE
-PROBABILITIES of its speech windows (and its embedding the mean of their embeddings). A
-recording with no speech window gives ``silent: True`` and labels None, not an error.
+For a batch of waveforms (any sample rate) or a list of files it returns, per recording, a
+dict (documented in ``SpeakerProfilerInterface`` and docs/deploy.md): each task's label and
+probabilities, and the embedding. Long recordings are cut into windows (``window_seconds``
+every ``hop_seconds``); windows below the silence thresholds are skipped (recipes/windows.py);
+the recording's probabilities are the MEAN OF THE PROBABILITIES of its speech windows (and
+its embedding the mean of their embeddings). A recording with no speech window gives
+``silent: True`` and labels None, not an error. The age pair reported is the best-scoring
+pair that respects the label hierarchy; the raw argmaxes stay in the dict.
 
 Loading (local folders only, nothing is downloaded):
 
     from recipes.interface import SpeakerProfilerInterface
     profiler = SpeakerProfilerInterface.from_folder("results/demo/1234")  # trained or exported
     profiler.classify_file("call.wav")["gender"]  # {"label": "f", "prob": 0.93, "probs": {...}}
+    probs, emb = profiler.model(wavs, lengths)    # the network itself (recipes.inference.ProfilerModel)
 
     from speechbrain.inference.interfaces import foreign_class
     profiler = foreign_class(source="results/demo/1234/pretrained", pymodule_file="custom_interface.py",
@@ -19,7 +22,8 @@ Loading (local folders only, nothing is downloaded):
 
 A SpeechBrain pretrained folder (``export_pretrained``) holds ``hyperparams.yaml`` (the
 trained folder's inference.yaml + hparams/interface.yaml), ``encoder.ckpt``, ``heads.ckpt``,
-``normalizer.ckpt`` (the best checkpoint) and ``custom_interface.py``. train.py writes it
+``normalizer.ckpt`` (the best checkpoint), ``custom_interface.py`` and, for an MKD student
+whose teacher's feature statistics were re-estimated, ``teacher_norm.pt``. train.py writes it
 into ``<output_folder>/pretrained``; ``from_folder`` refreshes it when a later checkpoint
 became the best one; ``export.py`` writes it next to the TorchScript and ONNX files.
 """
@@ -30,10 +34,12 @@ import shutil
 
 import torch
 import torchaudio.functional as AF
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.checkpoints import Checkpointer
 
 from recipes.data.audio import load_audio
+from recipes.inference import TEACHER_NORM, load_normalizer
 from recipes.windows import speech_windows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +92,8 @@ def export_pretrained(folder, out_dir=None):
     os.makedirs(out_dir, exist_ok=True)
     for name in WEIGHTS:
         _write_atomic(os.path.join(out_dir, f"{name}.ckpt"), copy_from=ckpt.paramfiles[name])
+    if os.path.isfile(os.path.join(folder, TEACHER_NORM)):
+        _write_atomic(os.path.join(out_dir, TEACHER_NORM), copy_from=os.path.join(folder, TEACHER_NORM))
     with open(yaml_path) as f:
         body = f.read()
     with open(TEMPLATE) as f:
@@ -111,14 +119,33 @@ def pretrained_source(folder):
                             "nor an exported folder (hyperparams.yaml)")
 
 
+def consistent_age_pair(p_sup, p_sub, parent):
+    """(sup index, sub index) maximising p_sup[parent[sub]] * p_sub[sub]: the best-scoring
+    pair that respects the hierarchy (the raw argmax pair whenever that one is consistent)."""
+    sub = int((p_sup[parent] * p_sub).argmax())
+    return int(parent[sub]), sub
+
+
 class SpeakerProfilerInterface(Pretrained):
     """Gender / age-sup / age-sub of recordings, with windowing and silence skipping.
 
-    Each result is a dict: ``silent`` (bool), ``n_windows``, ``n_speech_windows``, and for
-    each task ``{"label": str, "prob": float, "probs": {label: float}}`` (None values when
-    silent), and ``embedding`` (tensor (emb_dim,), None when silent). Options (YAML,
-    overridable): window_seconds, hop_seconds, silence_threshold_db, silence_floor_dbfs,
-    window_batch_size.
+    Each result is a dict:
+
+    - ``silent`` (bool: no window above the silence thresholds), ``n_windows``,
+      ``n_speech_windows`` (windows cut / used);
+    - for each task ``gender``, ``age_sup``, ``age_sub``:
+      ``{"label": str, "prob": float, "probs": {label: float}}`` (None values when silent).
+      ``probs`` are the model's (mean over speech windows). The age labels are the
+      hierarchy-consistent pair with the highest ``probs[age_sup] * probs[age_sub]``;
+    - ``age_sup_raw``, ``age_sub_raw``: the argmax label of each age head on its own, and
+      ``hierarchy_adjusted`` (bool): True when that raw pair broke the hierarchy (an age-sub
+      outside the age-sup) and the age labels above were replaced by the consistent pair;
+    - ``embedding``: tensor (emb_dim,), None when silent.
+
+    Options (YAML, overridable): window_seconds, hop_seconds, silence_threshold_db,
+    silence_floor_dbfs, window_batch_size. ``model`` is the network (recipes.inference.
+    ProfilerModel: waveforms at ``sample_rate`` -> (probabilities, embeddings)) for batch use
+    (probing, export, benchmarks).
     """
 
     HPARAMS_NEEDED = ["sample_rate", "label_space", "window_seconds", "hop_seconds",
@@ -129,15 +156,36 @@ class SpeakerProfilerInterface(Pretrained):
         super().__init__(*args, **kwargs)
         self.sample_rate = self.hparams.sample_rate
         ls = self.hparams.label_space
+        self.label_space = ls
         self.class_names = {"gender": list(ls.genders), "age_sup": list(ls.age_sup),
                             "age_sub": list(ls.age_sub)}
+        self.parent = ls.parent_index()
+
+    @property
+    def model(self):
+        """The network (recipes.inference.ProfilerModel), in eval mode on ``self.device``."""
+        return self.mods.profiler
 
     @classmethod
-    def from_folder(cls, folder, device="cpu", overrides=None, **kwargs):
-        """Load a train.py output folder or an exported folder (no download)."""
+    def from_folder(cls, folder, device="cpu", overrides=None, random_init=False, **kwargs):
+        """Load a train.py output folder or an exported folder (no download).
+
+        random_init: the same architecture with fresh random encoder and head weights (only
+        the feature statistics are loaded): the random-init control of probing."""
         source = os.path.abspath(pretrained_source(folder))
-        return cls.from_hparams(source=source, overrides=overrides or {},
-                                run_opts={"device": device}, **kwargs)
+        rng = torch.get_rng_state()  # random_init draws what a first instantiation would
+        obj = cls.from_hparams(source=source, overrides=overrides or {},
+                               run_opts={"device": device}, **kwargs)
+        teacher_norm = os.path.join(source, TEACHER_NORM)
+        if obj.model.teacher is not None and os.path.isfile(teacher_norm):
+            load_normalizer(obj.model.teacher.mean_var_norm, teacher_norm, obj.device)
+        if random_init:
+            torch.set_rng_state(rng)
+            with open(os.path.join(source, "hyperparams.yaml")) as f:
+                fresh = load_hyperpyyaml(f, overrides or {})  # new modules, random weights
+            obj.model.encoder.load_state_dict(fresh["encoder"].state_dict())
+            obj.model.heads.load_state_dict(fresh["heads"].state_dict())
+        return obj
 
     # ---- public API ----------------------------------------------------------------------
     def classify_file(self, path):
@@ -208,11 +256,19 @@ class SpeakerProfilerInterface(Pretrained):
     def _result(self, probs, emb, n_windows, n_speech):
         out = {"silent": probs is None, "n_windows": n_windows, "n_speech_windows": n_speech,
                "embedding": emb}
+        if probs is None:
+            out.update({t: {"label": None, "prob": None, "probs": None} for t in TASKS})
+            out.update(age_sup_raw=None, age_sub_raw=None, hierarchy_adjusted=False)
+            return out
+        raw = {t: int(probs[t].argmax()) for t in TASKS}
+        chosen = dict(raw)
+        if int(self.parent[raw["age_sub"]]) != raw["age_sup"]:
+            chosen["age_sup"], chosen["age_sub"] = consistent_age_pair(probs["age_sup"], probs["age_sub"], self.parent)
         for t in TASKS:
-            if probs is None:
-                out[t] = {"label": None, "prob": None, "probs": None}
-                continue
-            i = int(probs[t].argmax())
+            i = chosen[t]
             out[t] = {"label": self.class_names[t][i], "prob": float(probs[t][i]),
                       "probs": dict(zip(self.class_names[t], probs[t].tolist()))}
+        out["age_sup_raw"] = self.class_names["age_sup"][raw["age_sup"]]
+        out["age_sub_raw"] = self.class_names["age_sub"][raw["age_sub"]]
+        out["hierarchy_adjusted"] = (raw["age_sup"], raw["age_sub"]) != (chosen["age_sup"], chosen["age_sub"])
         return out

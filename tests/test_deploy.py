@@ -33,7 +33,7 @@ def test_windows_cover_and_silence_thresholds():
 
 
 def test_interface_batch_resample_silence(tiny_run):
-    from recipes.inference import SpeakerProfiler
+    from recipes.inference import ProfilerModel
     from recipes.interface import SpeakerProfilerInterface
 
     root, out = tiny_run
@@ -59,8 +59,9 @@ def test_interface_batch_resample_silence(tiny_run):
     by_file = whole.classify_file(path)
     by_wave = whole.classify_batch(one, sample_rate=sr)[0]
     assert by_file["n_windows"] == 1 and by_file["gender"]["probs"] == by_wave["gender"]["probs"]
-    probs, _ = SpeakerProfiler.from_folder(str(out))(load_audio(path, 8000)[None])
-    assert abs(by_file["age_sub"]["prob"] - float(probs["age_sub"].max())) < 1e-5
+    probs, _ = ProfilerModel.from_folder(str(out))(load_audio(path, 8000)[None])  # the checkpoint, directly
+    for task in ("gender", "age_sup", "age_sub"):
+        assert torch.allclose(torch.tensor(list(by_file[task]["probs"].values())), probs[task][0], atol=1e-5)
 
 
 def test_foreign_class_loads_the_pretrained_folder(tiny_run):
@@ -93,11 +94,52 @@ def test_infer_cli_json_windows_and_silent_file(tiny_run, tmp_path):
     assert "no speech" in res.stderr
 
 
+def test_infer_cli_json_records_every_input_and_fails_on_bad_ones(tiny_run, tmp_path):
+    root, out = tiny_run
+    missing, folder = str(tmp_path / "missing.wav"), str(tmp_path)
+    res = subprocess.run([sys.executable, "infer.py", str(out), missing, demo_wav(root), folder, "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]  # some input failed
+    rows = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert [r["file"] for r in rows] == [missing, demo_wav(root), folder]  # one record each, in order
+    assert "not found" in rows[0]["error"] and "directory" in rows[2]["error"]
+    assert "error" not in rows[1] and rows[1]["gender"]["label"] in ("f", "m")
+
+
+def test_age_pair_respects_the_hierarchy(tiny_run):
+    """An age-sup head that contradicts the age-sub head: the reported pair is the best
+    consistent one, the raw argmaxes stay in the dict, and the table says so."""
+    from infer import table_row
+    from recipes.interface import SpeakerProfilerInterface, consistent_age_pair
+
+    parent = torch.tensor([0, 0, 1, 1])  # sub -> sup
+    assert consistent_age_pair(torch.tensor([0.6, 0.4]), torch.tensor([0.1, 0.1, 0.7, 0.1]), parent) == (1, 2)
+    assert consistent_age_pair(torch.tensor([0.9, 0.1]), torch.tensor([0.1, 0.3, 0.5, 0.1]), parent) == (0, 1)
+    root, out = tiny_run
+    profiler = SpeakerProfilerInterface.from_folder(str(out))
+    names, ls = profiler.class_names, profiler.label_space
+    for res in profiler.classify_files([str(p) for p in sorted((root / "demo" / "wav").iterdir())[:6]]):
+        assert ls.sub_to_sup[res["age_sub"]["label"]] == res["age_sup"]["label"]
+        assert res["hierarchy_adjusted"] == (ls.sub_to_sup[res["age_sub_raw"]] != res["age_sup_raw"])
+    before = profiler.classify_file(demo_wav(root))
+    other = next(s for s in names["age_sup"] if s != ls.sub_to_sup[before["age_sub_raw"]])
+    with torch.no_grad():  # force the age-sup head onto the super-group the age-sub argmax is not in
+        profiler.model.heads.heads["age_sup"].classifier.bias[names["age_sup"].index(other)] += 100.0
+    res = profiler.classify_file(demo_wav(root))
+    assert res["age_sup_raw"] == other and res["age_sub_raw"] == before["age_sub_raw"]
+    assert res["hierarchy_adjusted"] and res["age_sup"]["label"] == other
+    inside = {s: p for s, p in res["age_sub"]["probs"].items() if ls.sub_to_sup[s] == other}
+    assert res["age_sub"]["label"] == max(inside, key=inside.get)  # best sub-group inside `other`
+    assert res["age_sub"]["probs"] == before["age_sub"]["probs"]  # the probabilities are untouched
+    assert "hierarchy-adjusted (raw: " in table_row("x.wav", res)
+    assert ("hierarchy-adjusted" in table_row("x.wav", before)) == before["hierarchy_adjusted"]
+
+
 def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
     import onnxruntime
 
     from recipes.deploy import example_input
-    from recipes.inference import SpeakerProfiler
+    from recipes.inference import ProfilerModel
 
     root, out = tiny_run
     exp = tmp_path / "exported"
@@ -111,7 +153,7 @@ def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
     assert set(report["int8_accuracy"]["int8"]) == {"gender", "age_sup", "age_sub"}
     # independent check on another batch size and length than the export's
     wavs, lens = example_input(8000, batch=4, seconds=5.0, seed=7)
-    probs, emb = SpeakerProfiler.from_folder(str(out))(wavs, lens)
+    probs, emb = ProfilerModel.from_folder(str(out))(wavs, lens)
     ref = [probs["gender"], probs["age_sup"], probs["age_sub"], emb]
     with torch.no_grad():
         ts = torch.jit.load(str(exp / "model.pt"))(wavs, lens)

@@ -178,7 +178,7 @@ def test_mkd_teacher_adapt_norm(run_dir):
 
     from recipes.brains.mkd import MKDBrain
     from recipes.data.pipelines import make_dataset
-    from recipes.inference import SpeakerProfiler
+    from recipes.inference import ProfilerModel
 
     out = run_dir / "mkd_adapt"
     overrides = {"output_folder": str(out), "teacher_folder": str(run_dir / "out"),
@@ -190,7 +190,7 @@ def test_mkd_teacher_adapt_norm(run_dir):
     brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                      checkpointer=None, run_opts={"device": "cpu"})
     brain.on_fit_start()
-    clean = SpeakerProfiler.from_folder(str(run_dir / "out"))
+    clean = ProfilerModel.from_folder(str(run_dir / "out"))
     whole = make_dataset(str(run_dir / "out" / "manifests" / "train.csv"), hp["label_space"], hp["sample_rate"],
                          channel=hp["train_channel"])
     frames = torch.cat([clean.compute_features(whole[i]["sig"].unsqueeze(0))[0]

@@ -85,16 +85,16 @@ def test_hooks_give_one_vector_per_named_layer(encoder, label_space):
     from hyperpyyaml import load_hyperpyyaml
 
     from recipes.heads import ProfilingHeads
-    from recipes.inference import SpeakerProfiler
+    from recipes.inference import ProfilerModel
     from speechbrain.lobes.features import Fbank
     from speechbrain.processing.features import InputNormalization
 
     with open(f"hparams/encoders/{encoder}.yaml") as f:
         enc = load_hyperpyyaml(f)["encoder"]
-    model = SpeakerProfiler({"sample_rate": 8000, "compute_features": Fbank(sample_rate=8000, n_mels=80),
-                             "mean_var_norm": InputNormalization(norm_type="sentence"), "encoder": enc,
-                             "heads": ProfilingHeads(enc.emb_dim, label_space, hidden_size=16),
-                             "label_space": label_space})
+    model = ProfilerModel({"sample_rate": 8000, "compute_features": Fbank(sample_rate=8000, n_mels=80),
+                           "mean_var_norm": InputNormalization(norm_type="sentence"), "encoder": enc,
+                           "heads": ProfilingHeads(enc.emb_dim, label_space, hidden_size=16),
+                           "label_space": label_space})
     wavs = torch.randn(3, 8000)
     ids, feats = extract(model, [(["a", "b", "c"], wavs, torch.tensor([1.0, 0.8, 0.5]))], "meanstd")
     assert ids == ["a", "b", "c"]
