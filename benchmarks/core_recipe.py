@@ -92,7 +92,7 @@ def main():
     lines += ["", "Age bins (hparams/labels/speechocean762.yaml): child 6-9, teen 10-15, young 16-24, adult 25+; "
               "super-groups minor / adult. Baseline with exactly these labels and split: "
               "benchmarks/fbank_lr_baseline.md (logistic regression on utterance Fbank statistics).", "",
-              "Reference points from the issue (same corpus, its own bins): logistic regression on fbank "
+              "Reference points from an earlier external measurement (same corpus, its own bins): logistic regression on fbank "
               "statistics gender macro-F1 0.71, child/adult 0.76, four age bins 0.45; a small ECAPA (C=256, "
               "8 epochs, constant lr, no augmentation) about 0.78, 0.82 and 0.58."]
     with open(args.table, "w") as f:

@@ -99,7 +99,7 @@ def main():
               "load on the machine inflates it. "
               "The last column adds the setup to the step compute only (data loading excluded), so it overstates "
               "the cost of the cache."]
-    lines += ["", f"Command: `python benchmarks/mkd_cost.py --pair {args.pair} --teacher {args.teacher}`"]
+    lines += ["", f"Command: `python benchmarks/mkd_cost.py --pair {args.pair} --teacher {os.path.relpath(args.teacher, ROOT)}`"]
     with open(os.path.join(ROOT, "benchmarks", f"mkd_cost_{args.pair}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -41,7 +41,7 @@ def main(n=5000, d=10240, k=4):
              f"| oracle accuracy | {100 * res['oracle'][0]:.1f}% |",
              f"| minimal neuron set | {res['minimal'][0]['percent']}% of neurons, acc {100 * res['minimal'][0]['acc_top']:.1f}% |",
              f"| masking top / bottom / random 20% | {100 * res['mask'][0]['top']:.1f} / {100 * res['mask'][0]['bottom']:.1f} / {100 * res['mask'][0]['random']:.1f}% |",
-             "", "Target (issue 5): under 2 minutes on 2 CPU cores. Command: `python benchmarks/probe_speed.py`"]
+             "", "Goal: under 2 minutes on 2 CPU cores. Command: `python benchmarks/probe_speed.py`"]
     with open(os.path.join(ROOT, "benchmarks", "probe_speed.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

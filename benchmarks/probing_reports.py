@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Committed probing reports (issue: papers 000 / 001) for an ECAPA teacher, its MKD student
+"""Committed probing reports (papers 000 / 001) for an ECAPA teacher, its MKD student
 and a random-init ECAPA: runs probe.py on each (extraction is cached, so a rerun only redoes
 what is missing) and copies report.md, the CSVs, results.json and probing.png to
 benchmarks/probing/<name>/. The summary against paper 001 is benchmarks/probing/README.md.

@@ -279,15 +279,15 @@ def table(args, results):
                      f"{1 / r['rtf_b32']:.0f}x | {r['peak_mb']:.0f} |")
     lines += ["", f"Memory: each row runs in its own process; the {mem} of a process that only imports "
               f"torch and speechbrain is {base:.0f} MB (included in every row)."]
-    lines += targets(train, results["infer"])
-    cmd = " ".join(["python benchmarks/speed.py"] + sys.argv[1:])
+    lines += goals(train, results["infer"])
+    cmd = " ".join(["python benchmarks/speed.py"] + sys.argv[1:]).replace(ROOT + os.sep, "")  # no machine paths
     lines += ["", f"Command: `{cmd}`"]
     return "\n".join(lines) + "\n"
 
 
-def targets(train, infer):
-    """The issue's targets, checked on this run."""
-    out = ["", "Targets (issue 6):"]
+def goals(train, infer):
+    """The speed goals, checked on this run."""
+    out = ["", "Goals (figure measured in this run after the colon):"]
     t, s = train.get("teacher", {}), train.get("student", {})
     if "utt_per_s" in t and "utt_per_s" in s:
         out.append(f"- student training >= 2x its teacher: {s['utt_per_s'] / t['utt_per_s']:.2f}x")

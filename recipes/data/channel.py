@@ -1,4 +1,4 @@
-"""Reproducible telephone-channel simulation (the student's degraded domain, issue 3).
+"""Reproducible telephone-channel simulation (the student's degraded domain of mixup KD).
 
 Each utterance is degraded with a generator seeded from (seed, utterance id), so every
 run, epoch and worker sees exactly the same degraded audio:
