@@ -1,5 +1,7 @@
-"""Evaluation: macro P/R/F1 and accuracy per task (paper 004 Table 1), confusion
-matrices, hierarchy consistency, results.json, a readable table and a PNG plot."""
+"""Evaluation: macro P/R/F1 and accuracy per task (paper 004 Table 1), the mean absolute
+class error (MACE) of the ordered age groups, confusion matrices, hierarchy consistency,
+results.json, a readable table and a PNG plot. A target of -1 (a label the utterance's
+corpus does not have) is left out of that task's scores."""
 
 import json
 import os
@@ -9,6 +11,8 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 TASKS = ("gender", "age_sup", "age_sub")
+AGE_TASKS = ("age_sup", "age_sub")  # ordered groups (label-space order): MACE is defined
+MISSING = -1
 
 
 class PredictionCollector:
@@ -30,13 +34,28 @@ class PredictionCollector:
         return {t: cat(self.pred[t]) for t in TASKS}, {t: cat(self.true[t]) for t in TASKS}
 
 
-def task_metrics(y_true, y_pred, n_classes):
+def task_metrics(y_true, y_pred, n_classes, ordered=False):
+    """Macro P/R/F1, accuracy and confusion over the utterances with a label; with
+    ``ordered``, also MACE: mean |predicted group index - true group index|."""
+    keep = np.asarray(y_true) != MISSING
+    y_true, y_pred = np.asarray(y_true)[keep], np.asarray(y_pred)[keep]
     labels = list(range(n_classes))
     p, r, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average="macro", zero_division=0)
-    return {"precision": float(p), "recall": float(r), "f1": float(f1),
-            "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
-            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+    out = {"precision": float(p), "recall": float(r), "f1": float(f1),
+           "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+           "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+           "n_labelled": int(len(y_true))}
+    if ordered:
+        out["mace"] = mace(y_true, y_pred)
+    return out
+
+
+def mace(y_true, y_pred):
+    """Mean absolute class error over ordered groups: mean |pred index - true index|."""
+    if len(y_true) == 0:
+        return 0.0
+    return float(np.mean(np.abs(np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float))))
 
 
 def hierarchy_consistency(sub_pred, sup_pred, parent):
@@ -49,7 +68,7 @@ def hierarchy_consistency(sub_pred, sup_pred, parent):
 def compute_results(collector, label_space):
     pred, true = collector.arrays()
     sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup, "age_sub": label_space.n_sub}
-    out = {t: task_metrics(true[t], pred[t], sizes[t]) for t in TASKS}
+    out = {t: task_metrics(true[t], pred[t], sizes[t], ordered=t in AGE_TASKS) for t in TASKS}
     out["hierarchy_consistency"] = hierarchy_consistency(pred["age_sub"], pred["age_sup"],
                                                          label_space.parent_index())
     out["n_utterances"] = int(len(true["gender"]))
@@ -61,11 +80,12 @@ def mean_f1(results):
 
 
 def results_table(results, title="test"):
-    lines = [f"| {title} | P | R | F1 | Acc |", "|---|---|---|---|---|"]
+    lines = [f"| {title} | P | R | F1 | Acc | MACE |", "|---|---|---|---|---|---|"]
     for t in TASKS:
         m = results[t]
+        err = f"{m['mace']:.3f}" if "mace" in m else "-"
         lines.append(f"| {t} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | "
-                     f"{100 * m['f1']:.2f} | {100 * m['accuracy']:.2f} |")
+                     f"{100 * m['f1']:.2f} | {100 * m['accuracy']:.2f} | {err} |")
     lines.append(f"\nhierarchy consistency: {100 * results['hierarchy_consistency']:.2f}% "
                  f"({results['n_utterances']} utterances)")
     return "\n".join(lines)
@@ -126,4 +146,4 @@ def write_predictions(path, collector, label_space):
         w = csv.writer(f)
         w.writerow(["ID"] + [f"{t}_{k}" for t in TASKS for k in ("true", "pred")])
         for i, uid in enumerate(collector.ids):
-            w.writerow([uid] + [names[t][a[t][i]] for t in TASKS for a in (true, pred)])
+            w.writerow([uid] + [names[t][a[t][i]] if a[t][i] != MISSING else "" for t in TASKS for a in (true, pred)])

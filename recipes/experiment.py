@@ -13,6 +13,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
+from recipes.data.sampling import balanced_sampler, class_counts
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -22,25 +23,50 @@ INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder",
 
 
 def manifest_paths(hparams):
+    """split -> manifest of the recipe's own corpus (``manifest_folder``)."""
     return {s: os.path.join(hparams["manifest_folder"], f"{s}.csv") for s in SPLITS}
+
+
+def pooled_manifest_paths(hparams):
+    """split -> list of manifests: ``manifest_folder``'s, then those of every folder in
+    ``pooled_manifest_folders`` (other prepared corpora, trained on together under the
+    recipe's label space)."""
+    folders = [hparams["manifest_folder"]] + list(hparams.get("pooled_manifest_folders") or [])
+    return {s: [os.path.join(f, f"{s}.csv") for f in folders] for s in SPLITS}
 
 
 def build_datasets(hparams):
     """Validate the manifests (labels, files, speaker-disjoint splits), then make datasets:
     from the audio files, or (``use_shards: True``) from WebDataset shards in
-    ``shard_folder``, written from the manifests first if missing or out of date."""
-    paths = manifest_paths(hparams)
-    rows = {}
-    for split, path in paths.items():
-        rows[split] = validate_manifest(path, hparams["label_space"])
-        logger.info("%s: %d utterances, %d speakers", path, len(rows[split]), len({r['spk_id'] for r in rows[split]}))
-    check_speaker_disjoint(paths, rows)
+    ``shard_folder``, written from the manifests first if missing or out of date.
+    Pooled corpora (``pooled_manifest_folders``) are one dataset per split; with
+    ``missing_labels: mask`` a corpus may lack a label (no loss on that head). The train
+    split's class counts set the objective's class weights (``class_weighting``)."""
+    pooled = pooled_manifest_paths(hparams)
+    missing = hparams.get("missing_labels", "error")
     ls, sr = hparams["label_space"], hparams["sample_rate"]
+    rows = {s: [] for s in SPLITS}
+    for corpus in range(len(pooled["train"])):
+        paths = {s: pooled[s][corpus] for s in SPLITS}
+        corpus_rows = {}
+        for split, path in paths.items():
+            corpus_rows[split] = validate_manifest(path, ls, missing_labels=missing)
+            rows[split] += corpus_rows[split]
+            logger.info("%s: %d utterances, %d speakers", path, len(corpus_rows[split]),
+                        len({r['spk_id'] for r in corpus_rows[split]}))
+        check_speaker_disjoint(paths, corpus_rows)  # speaker IDs are per corpus
+    objective = hparams.get("objective")
+    if hasattr(objective, "set_class_counts"):
+        objective.set_class_counts(class_counts(rows["train"], ls))
+    paths = pooled if len(pooled["train"]) > 1 else manifest_paths(hparams)
     # optional degraded domain (student of MKD): channel on train/valid, and on test
     train_ch, test_ch = hparams.get("train_channel"), hparams.get("test_channel")
     noise = dict(label_noise_rate=hparams.get("label_noise_rate", 0.0),
                  label_noise_seed=hparams.get("seed", 0))
     if hparams.get("use_shards"):
+        if len(pooled["train"]) > 1:
+            raise ValueError("use_shards needs one corpus (manifest_folder); pooled_manifest_folders "
+                             f"{hparams.get('pooled_manifest_folders')} is set")
         return build_shard_datasets(hparams, train_ch, test_ch, noise)
     return {
         "train": make_dataset(paths["train"], ls, sr, crop_seconds=hparams["crop_seconds"],
@@ -76,6 +102,15 @@ def loader_kwargs(hparams, datasets):
     leftover examples of each bucket, ``drop_last``); with shards, no
     ``shuffle`` (the shard pipeline shuffles)."""
     train, evals = dict(hparams["train_dataloader_opts"]), dict(hparams["eval_dataloader_opts"])
+    balance_by = hparams.get("balance_sampling_by") or []
+    if balance_by:
+        if hparams.get("use_shards") or hparams.get("dynamic_batching"):
+            raise ValueError(f"balance_sampling_by {list(balance_by)} needs the file-based datasets with "
+                             "fixed-size batches (use_shards: False, dynamic_batching: False)")
+        train.pop("shuffle", None)  # the sampler draws the order
+        train["sampler"] = balanced_sampler(
+            datasets["train"], hparams["label_space"], balance_by, hparams.get("balanced_epoch_size"),
+            seed=hparams.get("seed", 0), epoch_counter=hparams.get("epoch_counter"))
     if hparams.get("use_shards"):
         if hparams.get("dynamic_batching"):
             raise ValueError("dynamic_batching needs the file-based datasets (use_shards: False)")

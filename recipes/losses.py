@@ -1,36 +1,89 @@
 """Losses of paper 004 (Eq. 2-5): feature KD, asymmetric loss, dependency loss, total;
 logit KD with temperature of paper 002 (Eq. 2-4).
 
-All inputs are raw logits (batch, n_classes) and integer targets (batch,).
+All inputs are raw logits (batch, n_classes) and integer targets (batch,). A target of
+``MISSING`` (-1) is a label the utterance's corpus does not have: it adds no loss and no
+gradient to that head (every task term and the dependency loss skip it).
 """
 
 import torch
 import torch.nn.functional as F
 
+MISSING = -1  # target index of an absent label (pooled corpora), ignored by every loss
+ASL_FORMS = ("printed", "single_label")
+
 
 def asymmetric_loss(logits, targets, gamma_pos=0.0, gamma_neg=4.0, margin=0.05,
-                    label_smoothing=0.1, reduction="mean"):
-    """Single-label asymmetric loss, paper 004 Eq. 4 (Ben-Baruch et al., ASL).
+                    label_smoothing=0.1, reduction="mean", form="printed", class_weights=None):
+    """Asymmetric loss, paper 004 Eq. 4 (ASL of Ben-Baruch et al., arXiv 2009.14119).
 
-    Positive class: (1 - p)^gamma_pos * log p. Negative classes: weighted by
-    p_m^gamma_neg with the shifted probability p_m = max(p - m, 0), which discards
-    (weight 0) negatives whose probability is already below the margin m. The
-    single-label form puts the negatives' log-likelihood under the smoothed target
-    (label_smoothing / K), so gamma_pos = gamma_neg = 0 and m = 0 gives exactly
+    ``form="printed"`` (default) is Eq. 4 as printed, with p = softmax(logits): for every
+    class k, the positive term (1 - p_k)^gamma+ log p_k when k is the target, else the
+    negative term p_m^gamma- log(1 - p_m) with p_m = max(p_k - m, 0), summed over classes.
+    gamma+ = gamma- = m = 0 is the one-vs-rest binary cross-entropy on the softmax
+    probabilities. Hard targets: ``label_smoothing`` is not part of Eq. 4 and is unused.
+
+    ``form="single_label"`` is the ASL authors' single-label code: focusing weights
+    (detached) on the log-softmax under label-smoothed targets, so gamma- and m act only
+    through the smoothing mass; gamma+ = gamma- = m = 0 is
     ``F.cross_entropy(logits, targets, label_smoothing=label_smoothing)``.
     """
+    if form not in ASL_FORMS:
+        raise ValueError(f"unknown asl_form {form!r} (use one of {ASL_FORMS})")
+    valid = targets != MISSING
+    safe = torch.where(valid, targets, torch.zeros_like(targets)).long()
     n_classes = logits.shape[-1]
     log_p = F.log_softmax(logits, dim=-1)
     p = log_p.exp()
-    onehot = F.one_hot(targets.long(), n_classes).to(logits.dtype)
+    onehot = F.one_hot(safe, n_classes).to(logits.dtype)
     p_m = torch.clamp(p - margin, min=0.0)
-    # asymmetric focusing weights (no gradient through the weights, as in ASL)
-    w_pos = torch.pow(1.0 - p, gamma_pos)
-    w_neg = torch.pow(p_m, gamma_neg)
-    weights = (onehot * w_pos + (1.0 - onehot) * w_neg).detach()
-    soft_targets = onehot * (1.0 - label_smoothing) + label_smoothing / n_classes
-    loss = -(soft_targets * weights * log_p).sum(dim=-1)
-    return _reduce(loss, reduction)
+    if form == "single_label":
+        weights = (onehot * torch.pow(1.0 - p, gamma_pos) + (1.0 - onehot) * torch.pow(p_m, gamma_neg)).detach()
+        soft_targets = onehot * (1.0 - label_smoothing) + label_smoothing / n_classes
+        loss = -(soft_targets * weights * log_p).sum(dim=-1)
+    else:
+        pos = torch.pow(1.0 - p, gamma_pos) * log_p  # Eq. 4, L+
+        neg = torch.pow(p_m, gamma_neg) * log_one_minus_shifted(logits, p, margin)  # Eq. 4, L-
+        loss = -(onehot * pos + (1.0 - onehot) * neg).sum(dim=-1)
+    return masked_reduce(loss, valid, safe, class_weights, reduction)
+
+
+def log_one_minus_shifted(logits, p, margin):
+    """log(1 - p_m), p_m = max(p - m, 0), without log(0) near p = 1: 1 - p_k is the softmax
+    mass of the other classes, exp(logsumexp_{j != k} z_j - logsumexp_j z_j), so
+    log(1 - p_m) = logaddexp(log(1 - p_k), log m) where p_k > m, and 0 elsewhere."""
+    n = logits.shape[-1]
+    others = logits.unsqueeze(-2).expand(*logits.shape[:-1], n, n)
+    eye = torch.eye(n, dtype=torch.bool, device=logits.device)
+    others = others.masked_fill(eye, float("-inf"))
+    log_1mp = torch.logsumexp(others, dim=-1) - torch.logsumexp(logits, dim=-1, keepdim=True)
+    if margin > 0:
+        log_1mp = torch.logaddexp(log_1mp, torch.full_like(log_1mp, float(margin)).log())
+    return torch.where(p > margin, log_1mp, torch.zeros_like(log_1mp))
+
+
+def masked_reduce(loss, valid, targets, class_weights=None, reduction="mean"):
+    """Per-utterance loss -> batch loss over the utterances with a label: each weighted by
+    its target's class weight (if any); "mean" divides by the summed weights (as
+    F.cross_entropy(weight=...)); 0 (still differentiable) when no utterance has a label."""
+    w = valid.to(loss.dtype)
+    if class_weights is not None:
+        w = w * class_weights.to(loss.device, loss.dtype)[targets]
+    loss = torch.where(valid, loss, torch.zeros_like(loss)) * w
+    if reduction == "mean":
+        return loss.sum() / w.sum().clamp(min=torch.finfo(loss.dtype).tiny)
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def cross_entropy(logits, targets, label_smoothing=0.0, class_weights=None, reduction="mean"):
+    """Cross-entropy with label smoothing, skipping ``MISSING`` targets; class weights
+    weigh each utterance by its target's weight (weighted mean)."""
+    valid = targets != MISSING
+    safe = torch.where(valid, targets, torch.zeros_like(targets)).long()
+    loss = F.cross_entropy(logits, safe, label_smoothing=label_smoothing, reduction="none")
+    return masked_reduce(loss, valid, safe, class_weights, reduction)
 
 
 def hierarchy_conflict(sub_logits, sup_logits, parent):
@@ -51,12 +104,13 @@ def dependency_loss(sub_logits, sup_logits, sub_targets, sup_targets, parent,
     gradient lowers the cross-entropy of the conflicting, wrong task(s).
     """
     conflict = hierarchy_conflict(sub_logits, sup_logits, parent)
+    valid = (sub_targets != MISSING) & (sup_targets != MISSING)  # an utterance without an age label: no term
     wrong_sub = (sub_logits.argmax(-1) != sub_targets).to(sub_logits.dtype)
     wrong_sup = (sup_logits.argmax(-1) != sup_targets).to(sup_logits.dtype)
-    l_sub = F.cross_entropy(sub_logits, sub_targets, reduction="none")
-    l_sup = F.cross_entropy(sup_logits, sup_targets, reduction="none")
+    l_sub = cross_entropy(sub_logits, sub_targets, reduction="none")
+    l_sup = cross_entropy(sup_logits, sup_targets, reduction="none")
     loss = torch.pow(base + l_sub, conflict * wrong_sub) * torch.pow(base + l_sup, conflict * wrong_sup) - 1.0
-    return _reduce(loss, reduction)
+    return masked_reduce(loss, valid, torch.zeros_like(sub_targets), None, reduction)
 
 
 def feature_kd_loss(student, teacher, kind="mse"):
@@ -102,6 +156,11 @@ class LogitKDObjective:
         self.temperature = temperature
         self.lam = lam
 
+    def set_class_counts(self, counts):
+        """Class weights of the task objective (see ProfilingObjective.set_class_counts)."""
+        if hasattr(self.task, "set_class_counts"):
+            self.task.set_class_counts(counts)
+
     def __call__(self, logits, targets, teacher_logits=None):
         """Returns (total, terms); without teacher logits, the task loss alone."""
         task_total, terms = self.task(logits, targets)
@@ -112,43 +171,80 @@ class LogitKDObjective:
         return logit_kd_loss(kd, task_total, self.temperature, self.lam), terms
 
 
-def _reduce(loss, reduction):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
 class ProfilingObjective:
     """Total multi-task loss, paper 004 Eq. 3 (without the KD term, added by KD brains).
 
     ``hierarchical: False`` is the paper's "base" row (cross-entropy with label smoothing
     on every head); ``True`` is "+CH" (CE on gender, ASL on age-sup and age-sub, plus the
-    dependency loss). Every weight and ASL parameter comes from YAML.
+    dependency loss). ``asl_form``: "printed" (Eq. 4 as printed, default) or
+    "single_label" (the ASL authors' single-label code). ``class_weighting``: "none",
+    "inverse" (n / (K n_k)) or "effective" (effective number of samples, Cui et al.,
+    arXiv 1901.05555: (1 - beta) / (1 - beta^n_k), scaled to mean 1) on every head, from
+    the train manifest's class counts (``set_class_counts``, called by build_datasets).
+    Every weight and ASL parameter comes from YAML.
     """
+
+    tasks = ("gender", "age_sup", "age_sub")
 
     def __init__(self, label_space, hierarchical=True, label_smoothing=0.1, gamma_pos=0.0,
                  gamma_neg=4.0, margin=0.05, dependency_base=1.0, gender_weight=1.0,
-                 sup_weight=1.0, sub_weight=1.0, dependency_weight=1.0):
+                 sup_weight=1.0, sub_weight=1.0, dependency_weight=1.0, asl_form="printed",
+                 class_weighting="none", effective_beta=0.999):
+        if asl_form not in ASL_FORMS:
+            raise ValueError(f"objective: unknown asl_form {asl_form!r} (use one of {ASL_FORMS})")
+        if class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"objective: unknown class_weighting {class_weighting!r} (use one of {CLASS_WEIGHTINGS})")
         self.parent = label_space.parent_index()
         self.hierarchical = hierarchical
         self.ls = label_smoothing
-        self.asl = dict(gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin, label_smoothing=label_smoothing)
+        self.asl = dict(gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin, label_smoothing=label_smoothing,
+                        form=asl_form)
         self.dep_base = dependency_base
         self.w = dict(gender=gender_weight, age_sup=sup_weight, age_sub=sub_weight, dependency=dependency_weight)
+        self.class_weighting, self.effective_beta = class_weighting, effective_beta
+        self.class_weights = {t: None for t in self.tasks}
+
+    def set_class_counts(self, counts):
+        """counts: dict task -> per-class counts of the train split; sets the class weights."""
+        if self.class_weighting == "none":
+            return
+        self.class_weights = {t: class_weights(counts[t], self.class_weighting, self.effective_beta)
+                              for t in self.tasks}
 
     def __call__(self, logits, targets):
         """logits, targets: dicts with keys gender, age_sup, age_sub. Returns (total, terms)."""
-        terms = {"gender": F.cross_entropy(logits["gender"], targets["gender"], label_smoothing=self.ls)}
+        cw = self.class_weights
+        terms = {"gender": cross_entropy(logits["gender"], targets["gender"], self.ls, cw["gender"])}
         for task in ("age_sup", "age_sub"):
             if self.hierarchical:
-                terms[task] = asymmetric_loss(logits[task], targets[task], **self.asl)
+                terms[task] = asymmetric_loss(logits[task], targets[task], class_weights=cw[task], **self.asl)
             else:
-                terms[task] = F.cross_entropy(logits[task], targets[task], label_smoothing=self.ls)
+                terms[task] = cross_entropy(logits[task], targets[task], self.ls, cw[task])
         if self.hierarchical and self.w["dependency"] > 0:
             terms["dependency"] = dependency_loss(
                 logits["age_sub"], logits["age_sup"], targets["age_sub"], targets["age_sup"],
                 self.parent, base=self.dep_base)
         total = sum(self.w[k] * v for k, v in terms.items())
         return total, terms
+
+
+CLASS_WEIGHTINGS = ("none", "inverse", "effective")
+
+
+def class_weights(counts, kind="inverse", beta=0.999):
+    """Per-class loss weights from class counts, scaled to mean 1 over the classes present:
+    "inverse" 1 / n_k; "effective" (1 - beta) / (1 - beta^n_k) (class-balanced loss,
+    Cui et al., arXiv 1901.05555, Eq. of the effective number). Absent classes get 0."""
+    n = torch.as_tensor(counts, dtype=torch.float64)
+    present = n > 0
+    if kind == "inverse":
+        w = torch.where(present, 1.0 / n.clamp(min=1), torch.zeros_like(n))
+    elif kind == "effective":
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"effective_beta must be in [0, 1), got {beta}")
+        w = torch.where(present, (1.0 - beta) / (1.0 - beta ** n.clamp(min=1)), torch.zeros_like(n))
+    else:
+        raise ValueError(f"unknown class_weighting {kind!r} (use one of {CLASS_WEIGHTINGS[1:]})")
+    if present.any():
+        w = w * present.sum() / w.sum()
+    return w.float()

@@ -149,6 +149,7 @@ class ProfilingBrain(sb.Brain):
         results = compute_results(self.collector, self.hparams.label_space)
         stats = {"loss": stage_loss, "mean_f1": mean_f1(results),
                  **{f"{t}_f1": results[t]["f1"] for t in ("gender", "age_sup", "age_sub")},
+                 **{f"{t}_mace": results[t]["mace"] for t in ("age_sup", "age_sub")},
                  "consistency": results["hierarchy_consistency"]}
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]

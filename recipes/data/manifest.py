@@ -6,12 +6,13 @@ optional. Errors name the file and the row (1-based, header = row 1).
 """
 
 import csv
+import math
 import os
 
 from recipes.labels import LabelError
 
 REQUIRED = ("ID", "wav", "duration", "spk_id", "gender")
-COLUMNS = ("ID", "wav", "duration", "spk_id", "gender", "age", "age_group", "channel")
+COLUMNS = ("ID", "wav", "duration", "spk_id", "gender", "age", "age_group", "channel", "language")
 
 
 class ManifestError(ValueError):
@@ -25,7 +26,7 @@ def read_rows(csv_path):
     """List of (row_number, dict) of a CSV, with a clear error on missing columns."""
     if not os.path.isfile(csv_path):
         raise ManifestError(f"{csv_path}: manifest not found")
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: accept a BOM
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
@@ -66,8 +67,8 @@ def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
         else:
             seen[uid] = n
         try:
-            if float(row["duration"]) <= 0:
-                errors.append(f"{where}: duration {row['duration']} <= 0")
+            if not math.isfinite(float(row["duration"])) or float(row["duration"]) <= 0:
+                errors.append(f"{where}: duration {row['duration']} is not a finite number > 0")
         except ValueError:
             errors.append(f"{where}: duration {row['duration']!r} is not a number")
         try:
@@ -86,18 +87,23 @@ def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
 
 
 def check_speaker_disjoint(manifests, rows=None):
-    """manifests: dict split -> csv path; rows: optional dict split -> its rows as
-    validate_manifest returned them (spares a second read). Raise ManifestError if a
-    speaker is in two splits."""
-    owner = {}
-    errors = []
+    """The cross-split checks: no speaker, no utterance ID and no audio file (same real
+    path) in two splits. manifests: dict split -> csv path; rows: optional dict split ->
+    its rows as validate_manifest returned them (spares a second read). Raise
+    ManifestError naming file and row of every clash."""
+    owners = {"speaker": {}, "ID": {}, "audio file": {}}
+    errors, kinds = [], set()
     for split, path in manifests.items():
         numbered = enumerate(rows[split], start=FIRST_ROW) if rows and split in rows else read_rows(path)
         for n, row in numbered:
-            spk = row["spk_id"]
-            if spk in owner and owner[spk][0] != split:
-                errors.append(f"speaker {spk!r} is in split {owner[spk][0]} ({owner[spk][1]}) "
-                              f"and in split {split} ({path}, row {n})")
-            owner.setdefault(spk, (split, path))
+            keys = {"speaker": row["spk_id"], "ID": row["ID"], "audio file": os.path.realpath(row["wav"])}
+            for kind, key in keys.items():
+                owner = owners[kind]
+                if key in owner and owner[key][0] != split:
+                    kinds.add(kind)
+                    errors.append(f"{kind} {key!r} is in split {owner[key][0]} ({owner[key][1]}) "
+                                  f"and in split {split} ({path}, row {n})")
+                owner.setdefault(key, (split, path))
     if errors:
-        raise ManifestError("splits are not speaker-disjoint:\n" + "\n".join(sorted(set(errors))[:20]))
+        raise ManifestError(f"splits are not disjoint ({', '.join(sorted(kinds))}: a test leak):\n"
+                            + "\n".join(sorted(set(errors))[:20]))

@@ -13,16 +13,20 @@ from speechbrain.dataio.batch import PaddedBatch
 
 from recipes.data.audio import AudioError, check_signal, load_audio
 from recipes.data.channel import utterance_generator
+from recipes.data.speech import speech_crop
 
 logger = logging.getLogger(__name__)
 OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx")
 
 
 def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False,
-                 channel=None, label_noise_rate=0.0, label_noise_seed=0):
+                 channel=None, label_noise_rate=0.0, label_noise_seed=0, speech=None):
     """A DynamicItemDataset giving ``id, sig, gender, age_sup, age_sub, ok``.
 
-    crop_seconds: random crop of this length (training); None = whole utterance.
+    crop_seconds: random crop of this length (training), taken where the speech is
+        (``training_crop``); None = whole utterance.
+    speech: the speech / non-speech thresholds (recipes.data.speech.SpeechConfig or a
+        dict from YAML; None = its defaults), the same as preparation's.
     channel: optional callable ``(wav, uid) -> wav`` (e.g. data.channel.TelephoneChannel),
         applied to the whole utterance before cropping, reproducibly per utterance.
     label_noise_rate: share of utterances whose age sub-group is moved to a neighbouring
@@ -33,13 +37,11 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     @sb.utils.data_pipeline.takes("wav", "duration", "id")
     @sb.utils.data_pipeline.provides("sig", "ok")
     def audio_pipeline(wav, duration, uid):
-        start, dur = crop_window(float(duration), crop_seconds)
         try:
+            sig = load_audio(wav, sample_rate)
             if channel is not None:  # degrade the whole utterance, then crop
-                sig = crop_signal(channel(load_audio(wav, sample_rate), uid), start, dur, sample_rate)
-            else:
-                sig = load_audio(wav, sample_rate, start, dur)
-            check_signal(sig, wav)
+                sig = channel(sig, uid)
+            sig = training_crop(sig, sample_rate, crop_seconds, speech, wav)
         except AudioError as err:
             logger.warning("skipping utterance %s: %s", uid, err)
             yield torch.zeros(1)
@@ -59,6 +61,17 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     if sort:
         data = data.filtered_sorted(sort_key="duration", reverse=True)
     return data
+
+
+def training_crop(sig, sample_rate, crop_seconds, speech=None, name="signal"):
+    """A ``crop_seconds`` crop holding speech (recipes/data/speech.py: never an all-silent
+    crop of a file that has speech), or the whole signal when crop_seconds is None or the
+    signal is shorter. AudioError for a signal with no speech frame or NaN/inf samples."""
+    check_signal(sig, name, sample_rate, speech)
+    try:
+        return speech_crop(sig, sample_rate, crop_seconds, speech, name)[0]
+    except ValueError as err:
+        raise AudioError(str(err)) from None
 
 
 def crop_window(duration, crop_seconds):
