@@ -19,18 +19,21 @@ class ManifestError(ValueError):
     """A manifest that cannot be used; the message lists every bad row."""
 
 
+MISSING_LABELS = ("error", "mask")
 FIRST_ROW = 2  # line number of a CSV's first data row (line 1 is the header)
 
 
-def read_rows(csv_path):
-    """List of (row_number, dict) of a CSV, with a clear error on missing columns."""
+def read_rows(csv_path, missing_labels="error"):
+    """List of (row_number, dict) of a CSV, with a clear error on missing columns; with
+    ``missing_labels="mask"`` a corpus may lack the gender or the age columns."""
     if not os.path.isfile(csv_path):
         raise ManifestError(f"{csv_path}: manifest not found")
     with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: accept a BOM
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in header]
-        if "age" not in header and "age_group" not in header:
+        needed = REQUIRED if missing_labels == "error" else [c for c in REQUIRED if c != "gender"]
+        missing = [c for c in needed if c not in header]
+        if "age" not in header and "age_group" not in header and missing_labels == "error":
             missing.append("age or age_group")
         if missing:
             raise ManifestError(f"{csv_path}: missing columns {missing} (header: {header})")
@@ -49,13 +52,19 @@ def write_manifest(csv_path, rows):
     os.replace(tmp, csv_path)
 
 
-def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
+def validate_manifest(csv_path, label_space, check_files=True, max_errors=20, missing_labels="error"):
     """Check every row; return the rows, or raise ManifestError listing the bad ones.
 
     Checks: required columns, duplicate IDs, numeric positive duration, gender in the
     label space, age (or age group) inside the configured bins, audio file present.
+    ``missing_labels``: "error" (every row needs a gender and an age or age group) or
+    "mask" (pooled corpora: an empty gender, or empty age and age group, is a missing
+    label that adds no loss to its head; a label that is given must still be valid).
     """
-    rows = read_rows(csv_path)
+    if missing_labels not in MISSING_LABELS:
+        raise ManifestError(f"missing_labels: {missing_labels!r} is not one of {MISSING_LABELS}")
+    rows = read_rows(csv_path, missing_labels)
+    mask = missing_labels == "mask"
     errors, seen = [], {}
     for n, row in rows:
         where = f"{csv_path}, row {n} (ID {row.get('ID')!r})"
@@ -71,11 +80,15 @@ def validate_manifest(csv_path, label_space, check_files=True, max_errors=20):
                 errors.append(f"{where}: duration {row['duration']} is not a finite number > 0")
         except ValueError:
             errors.append(f"{where}: duration {row['duration']!r} is not a number")
-        try:
-            label_space.gender_index(row["gender"])
-            label_space.sub_index(row.get("age"), row.get("age_group"))
-        except LabelError as err:
-            errors.append(f"{where}: {err}")
+        for value, check in ((row.get("gender"), lambda r: label_space.gender_index(r.get("gender"))),
+                             (row.get("age") or row.get("age_group"),
+                              lambda r: label_space.sub_index(r.get("age"), r.get("age_group")))):
+            if mask and (value is None or not str(value).strip()):
+                continue  # a missing label: masked
+            try:
+                check(row)
+            except LabelError as err:
+                errors.append(f"{where}: {err}")
         if not row.get("spk_id"):
             errors.append(f"{where}: empty spk_id")
         if check_files and not os.path.isfile(row["wav"]):

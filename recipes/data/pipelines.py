@@ -17,11 +17,14 @@ from recipes.data.speech import speech_crop
 
 logger = logging.getLogger(__name__)
 OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx")
+MISSING = -1  # class index of a label the utterance's corpus does not have (recipes/losses.py)
 
 
 def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False,
                  channel=None, label_noise_rate=0.0, label_noise_seed=0, speech=None):
     """A DynamicItemDataset giving ``id, sig, gender, age_sup, age_sub, ok``.
+
+    csv_path: a manifest, or a list of manifests (pooled corpora, one label space).
 
     crop_seconds: random crop of this length (training), taken where the speech is
         (``training_crop``); None = whole utterance.
@@ -32,7 +35,7 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     label_noise_rate: share of utterances whose age sub-group is moved to a neighbouring
         group (fixed per utterance), as the label noise of paper 004.
     """
-    data = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
+    data = sb.dataio.dataset.DynamicItemDataset(load_pooled_csv(csv_path))
 
     @sb.utils.data_pipeline.takes("wav", "duration", "id")
     @sb.utils.data_pipeline.provides("sig", "ok")
@@ -89,13 +92,38 @@ def crop_signal(sig, start, dur, sample_rate):
     return sig[a:a + int(dur * sample_rate)]
 
 
+def load_pooled_csv(csv_paths):
+    """One SpeechBrain data dict (ID -> row) from one manifest or a list of them (pooled
+    corpora); a label column a corpus lacks (gender, age, age_group) is empty: missing."""
+    paths = [csv_paths] if isinstance(csv_paths, (str, bytes)) or hasattr(csv_paths, "__fspath__") else csv_paths
+    data, origin = {}, {}
+    for path in paths:
+        for uid, row in sb.dataio.dataio.load_data_csv(path).items():
+            if uid in data:
+                raise ValueError(f"{path}: utterance ID {uid!r} is also in {origin[uid]}; pooled corpora "
+                                 "need distinct IDs")
+            for key in ("gender", "age", "age_group"):
+                row.setdefault(key, "")
+            data[uid], origin[uid] = row, path
+    return data
+
+
 def label_tensors(label_space, gender, age, age_group, uid, label_noise_rate=0.0, label_noise_seed=0):
-    """(gender, age-sup, age-sub) class indices as LongTensors of shape (1,)."""
-    sub = label_space.sub_index(age, age_group)
-    if label_noise_rate > 0:
+    """(gender, age-sup, age-sub) class indices as LongTensors of shape (1,); an empty
+    gender, or empty age and age_group, is a missing label: index -1 (no loss, not scored)."""
+    sub = missing_or(lambda: label_space.sub_index(age, age_group), age, age_group)
+    if label_noise_rate > 0 and sub != MISSING:
         sub = neighbour_flip(sub, uid, label_noise_rate, label_noise_seed, label_space.n_sub)
-    return (torch.LongTensor([label_space.gender_index(gender)]),
-            torch.LongTensor([label_space.sup_index(sub)]), torch.LongTensor([sub]))
+    sup = label_space.sup_index(sub) if sub != MISSING else MISSING
+    gender_idx = missing_or(lambda: label_space.gender_index(gender), gender)
+    return torch.LongTensor([gender_idx]), torch.LongTensor([sup]), torch.LongTensor([sub])
+
+
+def missing_or(index, *values):
+    """MISSING when every value is empty (None or blank), else ``index()``."""
+    if all(v is None or str(v).strip() == "" for v in values):
+        return MISSING
+    return index()
 
 
 def neighbour_flip(sub, uid, rate, seed, n_sub):
