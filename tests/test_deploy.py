@@ -135,6 +135,25 @@ def test_age_pair_respects_the_hierarchy(tiny_run):
     assert ("hierarchy-adjusted" in table_row("x.wav", before)) == before["hierarchy_adjusted"]
 
 
+def test_random_init_twin_keeps_the_feature_statistics(tiny_run):
+    """The probing control: same architecture and normaliser, fresh weights, the same draw as
+    instantiating the folder's YAML once after seeding."""
+    from recipes.inference import ProfilerModel
+    from recipes.interface import SpeakerProfilerInterface
+
+    root, out = tiny_run
+    trained = SpeakerProfilerInterface.from_folder(str(out)).model
+    torch.manual_seed(7)
+    twin = SpeakerProfilerInterface.from_folder(str(out), random_init=True).model
+    torch.manual_seed(7)
+    direct = ProfilerModel.from_folder(str(out), random_init=True)
+    assert torch.equal(twin.mean_var_norm.glob_mean, trained.mean_var_norm.glob_mean)
+    for (name, a), b, c in zip(twin.encoder.state_dict().items(), trained.encoder.state_dict().values(),
+                               direct.encoder.state_dict().values()):
+        assert torch.equal(a, c), name
+    assert not all(torch.equal(a, b) for a, b in zip(twin.heads.parameters(), trained.heads.parameters()))
+
+
 def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
     import onnxruntime
 
