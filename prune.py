@@ -27,6 +27,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from recipes.brains.pruning import TASK_KEYS, PruningBrain
+from recipes.brains.structured_pruning import StructuredPruningBrain, structured_pruner, write_pruned_inference_yaml
 from recipes.compression.pruning import MagnitudePruner
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency, write_layer_table
 from recipes.compression.sparse import load_sparse_profiler, save_sparse, to_sparse_compute
@@ -141,20 +142,28 @@ def main(argv):
     sb.create_experiment_directory(experiment_directory=out, hyperparams_to_save=hparams_file, overrides=overrides)
     shutil.copyfile(os.path.join(hparams["model_folder"], "inference.yaml"), os.path.join(out, "inference.yaml"))
     datasets = build_datasets(hparams)
-    pruner = MagnitudePruner({"encoder": model.encoder, "heads": model.heads}, include=hparams["prune_include"],
-                             exclude=hparams["prune_exclude"], min_dim=hparams["prune_min_dim"])
-    hparams["checkpointer"].add_recoverables({"encoder": model.encoder, "heads": model.heads,
-                                              "normalizer": model.mean_var_norm, "pruning_masks": pruner})
+    structured = hparams.get("prune_method", "magnitude") == "structured"  # whole channels: a smaller dense encoder
+    if structured:
+        pruner, brain_class = structured_pruner(model, hparams), StructuredPruningBrain
+        first, last = {"structure": pruner}, {}  # the pruned shapes are restored before the weights
+    else:
+        pruner = MagnitudePruner({"encoder": model.encoder, "heads": model.heads}, include=hparams["prune_include"],
+                                 exclude=hparams["prune_exclude"], min_dim=hparams["prune_min_dim"])
+        brain_class, first, last = PruningBrain, {}, {"pruning_masks": pruner}
+    hparams["checkpointer"].add_recoverables({**first, "encoder": model.encoder, "heads": model.heads,
+                                              "normalizer": model.mean_var_norm, **last})
     modules = {"compute_features": model.compute_features, "mean_var_norm": model.mean_var_norm,
                "encoder": model.encoder, "heads": model.heads}
-    brain = PruningBrain(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
-                         run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain = brain_class(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
+                        run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.hparams.reference = hparams["reference"] = reference_stats(brain, datasets, hparams)
     logger.info("unpruned model, valid: %s", {k: round(v, 4) for k, v in hparams["reference"].items() if k in TASK_KEYS})
     brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
               train_loader_kwargs=hparams["train_dataloader_opts"], valid_loader_kwargs=hparams["eval_dataloader_opts"])
     brain.evaluate(datasets["test"], max_key="good_round", test_loader_kwargs=hparams["eval_dataloader_opts"])
     if sb.utils.distributed.if_main_process():
+        if structured:  # the folder's encoder at the pruned widths (infer.py, export.py)
+            write_pruned_inference_yaml(hparams["model_folder"], out, pruner)
         return export(model, pruner, hparams, brain)
 
 
