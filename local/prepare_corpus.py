@@ -15,10 +15,14 @@ from local.prepare_speechocean762 import prepare_speechocean762  # noqa: E402
 
 
 def prepare_corpus(data_folder, save_folder, input_csv=None, csv_ratios=(0.8, 0.1, 0.1),
-                   valid_ratio=0.1, min_duration=1.0, max_duration=20.0, seed=1234):
-    """Write save_folder/{train,valid,test}.csv from input_csv if given, else data_folder."""
+                   valid_ratio=0.1, min_duration=1.0, max_duration=20.0, seed=1234, skip_bad=False,
+                   label_space=None, speech=None):
+    """Write save_folder/{train,valid,test}.csv from input_csv if given, else data_folder.
+    label_space (checked on the CSV's rows) and speech (recipes.data.speech.SpeechConfig)
+    are optional, from the recipe YAML."""
     if input_csv:
         return prepare_csv(input_csv, save_folder, min_duration=min_duration, max_duration=max_duration,
-                           ratios=tuple(csv_ratios), seed=seed)
-    return prepare_speechocean762(data_folder, save_folder, valid_ratio=valid_ratio,
-                                  min_duration=min_duration, max_duration=max_duration, seed=seed)
+                           ratios=tuple(csv_ratios), seed=seed, skip_bad=skip_bad, label_space=label_space,
+                           speech=speech)
+    return prepare_speechocean762(data_folder, save_folder, valid_ratio=valid_ratio, skip_bad=skip_bad,
+                                  min_duration=min_duration, max_duration=max_duration, seed=seed, speech=speech)

@@ -17,8 +17,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recipes.data.manifest import ManifestError, write_manifest  # noqa: E402
-from recipes.data.screening import add_screening_args, screen_rows  # noqa: E402
+from recipes.data.manifest import ManifestError, check_speaker_disjoint, write_manifest  # noqa: E402
+from recipes.data.prep_record import clear_record, make_record, why_prepare, write_record  # noqa: E402
+from recipes.data.screening import add_screening_args, screen_rows, speech_from_args, write_dropped  # noqa: E402
+from recipes.data.speech import SpeechConfig  # noqa: E402
 from recipes.data.splits import speaker_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -88,24 +90,39 @@ def strat_key(row):
 
 
 def prepare_speechocean762(data_folder, save_folder, valid_ratio=0.1, min_duration=1.0,
-                           max_duration=20.0, seed=1234, skip_bad=False, overwrite=False):
-    """Write save_folder/{train,valid,test}.csv; returns their paths."""
+                           max_duration=20.0, seed=1234, skip_bad=False, overwrite=False, speech=None,
+                           sample_rate=None):
+    """Write save_folder/{train,valid,test}.csv (+ dropped.csv, prep_record.json); returns
+    the manifest paths. speech / sample_rate: the speech decision (recipes/data/speech.py)."""
     outputs = {s: os.path.join(save_folder, f"{s}.csv") for s in ("train", "valid", "test")}
-    if not overwrite and all(os.path.isfile(p) for p in outputs.values()):
-        logger.info("manifests exist in %s, skipping preparation", save_folder)
-        return outputs
     if not os.path.isdir(data_folder):
         raise ManifestError(f"speechocean762 folder not found: {data_folder}")
+    speech = SpeechConfig.coerce(speech)
+    lists = [os.path.join(data_folder, sp, f) for sp in ("train", "test")
+             for f in ("wav.scp", "utt2spk", "spk2age", "spk2gender")]
+    record = make_record("prepare_speechocean762", [p for p in lists if os.path.isfile(p)], {
+        "valid_ratio": valid_ratio, "min_duration": min_duration, "max_duration": max_duration, "seed": seed,
+        "skip_bad": skip_bad, "speech": speech, "sample_rate": sample_rate})
+    reason = why_prepare(save_folder, outputs, record, overwrite)
+    if reason is None:
+        return outputs
+    logger.info("preparing %s from %s: %s", save_folder, data_folder, reason)
+    clear_record(save_folder)
+    dropped = []
+    screen = dict(skip_bad=skip_bad, speech=speech, sample_rate=sample_rate, dropped=dropped)
     train_rows, _ = screen_rows(read_split(data_folder, "train"), min_duration, max_duration,
-                                skip_bad, source=f"{data_folder}/train/wav.scp")
+                                source=f"{data_folder}/train/wav.scp", **screen)
     test_rows, _ = screen_rows(read_split(data_folder, "test"), min_duration, max_duration,
-                               skip_bad, source=f"{data_folder}/test/wav.scp")
+                               source=f"{data_folder}/test/wav.scp", **screen)
     split = speaker_split(train_rows, (1 - valid_ratio, valid_ratio), ("train", "valid"), seed, strat_key)
     write_manifest(outputs["train"], split["train"])
     write_manifest(outputs["valid"], split["valid"])
     write_manifest(outputs["test"], test_rows)
     for s, p in outputs.items():
         logger.info("%s written", p)
+    write_dropped(save_folder, dropped)
+    check_speaker_disjoint(outputs, {"train": split["train"], "valid": split["valid"], "test": test_rows})
+    write_record(save_folder, record)
     return outputs
 
 
@@ -118,7 +135,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         prepare_speechocean762(args.data_folder, args.save_folder, args.valid_ratio, args.min_duration,
-                               args.max_duration, args.seed, args.skip_bad, overwrite=True)
+                               args.max_duration, args.seed, args.skip_bad, overwrite=True,
+                               speech=speech_from_args(args))
     except ManifestError as err:
         sys.exit(f"error: {err}")
 

@@ -1,9 +1,21 @@
-"""Audio reading: soundfile, downmix to mono, resample to the recipe's sample rate."""
+"""Audio reading: soundfile, downmix to mono, resample to the recipe's sample rate.
+
+Downmix: the mean of the channels, except when the channels cancel (e.g. L = -R, a
+wiring or polarity fault: the mean keeps less than ``CANCEL_RATIO`` of the loudest
+channel's power), then the loudest channel, so such a file is not taken for silence.
+NaN / inf samples are an AudioError naming the file (never "silent").
+"""
+
+import os
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
+from recipes.data.speech import NonFiniteAudio, speech_seconds
+
+CANCEL_RATIO = 0.01  # -20 dB
 
 
 class AudioError(ValueError):
@@ -32,17 +44,57 @@ def load_audio(path, sample_rate, start_s=None, dur_s=None):
         raise AudioError(f"cannot read audio {path}: {err}") from None
     if data.size == 0:
         raise AudioError(f"empty audio {path}")
-    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # downmix
+    if not np.isfinite(data).all():
+        raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {path}")
+    wav = torch.from_numpy(np.ascontiguousarray(downmix(data)))
     if native != sample_rate:
         wav = AF.resample(wav, native, sample_rate)
     return wav
 
 
-def check_signal(wav, path, silence_threshold=1e-4):
-    """Raise AudioError for a non-finite, empty or all-silent signal."""
+def downmix(data):
+    """Mono float32 array of a (frames, channels) array (see the module docstring)."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    mono = data.mean(axis=1)
+    power = (data.astype(np.float64) ** 2).mean(axis=0)
+    if float((mono.astype(np.float64) ** 2).mean()) < CANCEL_RATIO * float(power.max()):
+        return data[:, int(power.argmax())]
+    return mono
+
+
+def check_signal(wav, path, sample_rate=8000, speech=None, min_speech_seconds=0.0):
+    """Raise AudioError for an empty or non-finite signal, or one with no more than
+    ``min_speech_seconds`` of speech (the definition of recipes/data/speech.py; default:
+    not a single speech frame = all-silent)."""
     if wav.numel() == 0:
         raise AudioError(f"empty audio {path}")
-    if not torch.isfinite(wav).all():
-        raise AudioError(f"non-finite samples in {path}")
-    if wav.abs().max() < silence_threshold:
-        raise AudioError(f"all-silent audio {path} (peak {float(wav.abs().max()):.2e})")
+    try:
+        got = speech_seconds(wav, sample_rate, speech, name=path)
+    except NonFiniteAudio as err:
+        raise AudioError(str(err)) from None
+    if got <= min_speech_seconds:
+        raise AudioError(f"all-silent audio {path} ({got:.2f} s of speech)")
+
+
+def wav_truncated(path):
+    """For a RIFF/WAVE file: a message when its data chunk claims more bytes than the file
+    holds (a truncated copy), else None. Other formats: None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        cid, n = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if cid == b"data":
+            have = size - (pos + 8)
+            if n != 0xFFFFFFFF and n > have:
+                return f"truncated WAV {path}: header declares {n} data bytes, file holds {have}"
+            return None
+        pos += 8 + n + (n & 1)
+    return None

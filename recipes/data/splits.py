@@ -17,7 +17,12 @@ def speaker_split(rows, ratios=(0.8, 0.1, 0.1), names=("train", "valid", "test")
         by_spk[row["spk_id"]].append(row)
     strata = defaultdict(list)
     for spk, spk_rows in sorted(by_spk.items()):
-        strata[strat_key(spk_rows[0]) if strat_key else 0].append(spk)
+        try:
+            key = strat_key(spk_rows[0]) if strat_key else 0
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"stratification of speaker {spk!r} (utterance {spk_rows[0].get('ID')!r}, "
+                             f"{spk_rows[0].get('wav')}): {err}") from None
+        strata[key].append(spk)
     rng = random.Random(seed)
     out = {name: [] for name in names}
     for key in sorted(strata, key=str):

@@ -1,0 +1,163 @@
+"""The one speech / non-speech decision of the project (preparation, training crops, inference).
+
+A signal is cut into non-overlapping frames of ``frame_seconds``; a frame holds speech when
+its RMS level (dBFS: 0 dB is a full-scale square wave of amplitude 1.0) passes both
+thresholds:
+
+- ``floor_dbfs`` (absolute): level >= floor_dbfs, e.g. -60 dBFS: digital silence, hold
+  silence and line noise below it are non-speech whatever the recording's gain;
+- ``threshold_db`` (relative): level >= (loudest frame of the same signal) - threshold_db,
+  e.g. 40 dB: pauses between words of a loud recording are non-speech.
+
+Either threshold can be None (off). A file "has speech" when at least
+``min_speech_seconds`` of its frames hold speech: preparation drops the others
+(``speech_problem``), training crops are taken where the speech is (``speech_crop``), so
+a file that passed preparation never gives an all-silent crop. NaN / inf samples are an
+error (``NonFiniteAudio``), never "silent".
+
+This is an energy rule: SpeechBrain's ``VAD`` needs a downloaded neural model, which the
+recipes do not assume. The thresholds come from YAML::
+
+    speech: !new:recipes.data.speech.SpeechConfig
+        floor_dbfs: -60.0
+        threshold_db: 40.0
+        frame_seconds: 0.02
+        min_speech_seconds: 0.5
+
+API: ``speech_mask(signal, sample_rate, cfg) -> bool frame mask``,
+``speech_seconds(signal, sample_rate, cfg) -> float``, ``frame_bounds`` (sample range of
+each frame), ``speech_problem`` (None or why a file is unusable), ``speech_crop``.
+"""
+
+import math
+import random
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+class NonFiniteAudio(ValueError):
+    """A signal with NaN or inf samples."""
+
+
+@dataclass
+class SpeechConfig:
+    floor_dbfs: float = -60.0
+    threshold_db: float = 40.0
+    frame_seconds: float = 0.02
+    min_speech_seconds: float = 0.5
+
+    @classmethod
+    def coerce(cls, cfg):
+        """A SpeechConfig from None (the defaults), a dict (YAML) or a SpeechConfig."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        if isinstance(cfg, dict):
+            unknown = set(cfg) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"speech config: unknown keys {sorted(unknown)}")
+            return cls(**cfg)
+        raise TypeError(f"speech config must be a SpeechConfig or a dict, got {type(cfg).__name__}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def check_finite(signal, name="signal"):
+    """Raise NonFiniteAudio naming ``name`` when a sample is NaN or inf."""
+    if not torch.isfinite(signal).all():
+        bad = int((~torch.isfinite(signal)).sum())
+        raise NonFiniteAudio(f"{bad} non-finite (NaN/inf) sample(s) in {name}")
+
+
+def frame_length(sample_rate, cfg=None):
+    return max(1, int(round(SpeechConfig.coerce(cfg).frame_seconds * sample_rate)))
+
+
+def frame_levels_dbfs(signal, sample_rate, cfg=None, name="signal"):
+    """RMS level (dBFS) of each frame of a 1-D signal (the last, partial frame included)."""
+    check_finite(signal, name)
+    n = frame_length(sample_rate, cfg)
+    x = signal.reshape(-1).float()
+    pad = (-x.numel()) % n
+    if pad:  # the partial last frame: mean square over its real samples only
+        x = torch.cat([x, x.new_zeros(pad)])
+    power = x.reshape(-1, n).pow(2).sum(dim=1)
+    counts = torch.full_like(power, float(n))
+    if pad:
+        counts[-1] = n - pad
+    rms = (power / counts).sqrt()
+    return torch.where(rms > 0, 20.0 * torch.log10(rms.clamp_min(1e-30)), torch.full_like(rms, -math.inf))
+
+
+def speech_mask(signal, sample_rate, cfg=None, name="signal"):
+    """Bool tensor (n_frames,): which frames of a 1-D signal hold speech."""
+    cfg = SpeechConfig.coerce(cfg)
+    levels = frame_levels_dbfs(signal, sample_rate, cfg, name)
+    keep = torch.ones(levels.numel(), dtype=torch.bool)
+    if cfg.floor_dbfs is not None:
+        keep &= levels >= cfg.floor_dbfs
+    if cfg.threshold_db is not None and levels.numel():
+        keep &= levels >= levels.max() - cfg.threshold_db
+    return keep & torch.isfinite(levels)
+
+
+def frame_bounds(n_frames, n_samples, sample_rate, cfg=None):
+    """[(start, end), ...] sample range of each frame of ``speech_mask``."""
+    n = frame_length(sample_rate, cfg)
+    return [(i * n, min((i + 1) * n, n_samples)) for i in range(n_frames)]
+
+
+def speech_seconds(signal, sample_rate, cfg=None, name="signal"):
+    """Seconds of speech in a 1-D signal (frames of ``speech_mask``)."""
+    mask = speech_mask(signal, sample_rate, cfg, name)
+    n = frame_length(sample_rate, cfg)
+    if not mask.any():
+        return 0.0
+    full = int(mask[:-1].sum()) * n
+    last = (signal.numel() - (mask.numel() - 1) * n) if bool(mask[-1]) else 0
+    return (full + last) / float(sample_rate)
+
+
+def speech_problem(signal, sample_rate, cfg=None, name="signal"):
+    """None when the signal has at least ``min_speech_seconds`` of speech, else the reason."""
+    cfg = SpeechConfig.coerce(cfg)
+    if signal.numel() == 0:
+        return f"empty audio {name}"
+    got = speech_seconds(signal, sample_rate, cfg, name)
+    if got >= cfg.min_speech_seconds:
+        return None
+    what = "all-silent" if got == 0 else "too little speech in"
+    return (f"{what} audio {name} ({got:.2f} s of speech above {cfg.floor_dbfs} dBFS, "
+            f"need {cfg.min_speech_seconds} s)")
+
+
+def speech_crop(signal, sample_rate, crop_seconds, cfg=None, name="signal", rng=random):
+    """A random ``crop_seconds`` crop that holds speech: (crop, start_sample).
+
+    Among the crops on the frame grid, those holding at least min(min_speech_seconds, the
+    most speech any crop holds) seconds of speech are eligible; one is drawn with ``rng``
+    (python's ``random`` by default, the generator the recipes seed and checkpoint).
+    A signal no longer than the crop is returned whole. Raises ValueError when the signal
+    holds no speech frame at all (such a file does not pass preparation).
+    """
+    cfg = SpeechConfig.coerce(cfg)
+    if crop_seconds is None or signal.numel() <= int(round(crop_seconds * sample_rate)):
+        return signal, 0
+    n_crop = int(round(crop_seconds * sample_rate))
+    mask = speech_mask(signal, sample_rate, cfg, name)
+    if not mask.any():
+        raise ValueError(f"all-silent audio {name}: no speech frame above {cfg.floor_dbfs} dBFS")
+    n = frame_length(sample_rate, cfg)
+    win = max(1, n_crop // n)  # frames per crop
+    csum = torch.cat([torch.zeros(1, dtype=torch.long), mask.long().cumsum(0)])
+    last_start = max(0, (signal.numel() - n_crop) // n)  # crops that fit in the signal
+    starts = torch.arange(last_start + 1)
+    ends = (starts + win).clamp(max=mask.numel())
+    in_crop = (csum[ends] - csum[starts]).float() * n / sample_rate
+    need = min(cfg.min_speech_seconds, float(in_crop.max()))
+    eligible = torch.nonzero(in_crop >= need - 1e-9).flatten().tolist()
+    start = eligible[rng.randrange(len(eligible))] * n
+    return signal[start:start + n_crop], start
