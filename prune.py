@@ -100,6 +100,7 @@ def export(model, pruner, hparams, brain):
         "model_folder": os.path.abspath(hparams["model_folder"]), "reference_valid": hparams["reference"],
         "final_round": final["good_round"], "stopped_at_round": final.get("stopped_at_round"),
         "final_valid_mean_f1": final["mean_f1"], "sparsity_pruned_layers": pruner.sparsity(),
+        "method": hparams.get("prune_method", "magnitude"),
         "params": params, "nonzero_params": nonzero, "compression": params / max(nonzero, 1),
         "dense_file_bytes": dense_file_bytes(model), "sparse_file_bytes": sparse_bytes,
         "sparse_layers": n_sparse, "max_abs_diff_reloaded": diff_file, "max_abs_diff_sparse_compute": diff_sparse,
@@ -119,7 +120,9 @@ def write_report(s, out):
              f"- last good round: {s['final_round']} ("
              + (f"stopped at round {s['stopped_at_round']}" if s["stopped_at_round"] is not None else "all rounds run")
              + "); "
-             f"{100 * s['sparsity_pruned_layers']:.1f}% of the pruned layers' weights are zero",
+             + (f"{100 * s['sparsity_pruned_layers']:.1f}% of the pruned layers' weights are zero"
+                if s.get("method") != "structured" else  # whole channels removed: all parameters non-zero
+                f"channels removed: {100 * s['sparsity_pruned_layers']:.1f}% fewer encoder parameters, a dense model"),
              f"- parameters {s['params']}, non-zero {s['nonzero_params']} ({s['compression']:.2f}x fewer)",
              f"- file: dense {mb(s['dense_file_bytes'])}, compressed sparse {mb(s['sparse_file_bytes'])}",
              f"- valid mean F1: unpruned {s['reference_valid']['mean_f1']:.4f}, pruned {s['final_valid_mean_f1']:.4f}",
