@@ -110,3 +110,24 @@ def test_balanced_sampler_options(label_space):
     hp["dynamic_batching"] = False
     opts = loader_kwargs(hp, {"train": data})["train"]
     assert "shuffle" not in opts and len(opts["sampler"]) == len(data)
+
+
+def test_balanced_sampler_under_torchrun_wrapper(label_space):
+    """torchrun: SpeechBrain's Brain wraps the train sampler in DistributedSamplerWrapper; the
+    ranks draw the same weighted sequence for an epoch and each takes its own share."""
+    from speechbrain.dataio.sampler import DistributedSamplerWrapper
+    from speechbrain.utils.epoch_loop import EpochCounter
+
+    data = toy_dataset(toy_rows())
+    counter = EpochCounter(3)
+    shares = []
+    for rank in (0, 1):
+        sampler = balanced_sampler(data, label_space, ["gender"], num_samples=400, seed=5, epoch_counter=counter)
+        wrapped = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)
+        wrapped.set_epoch(1)
+        shares.append(list(wrapped))
+    full = list(balanced_sampler(data, label_space, ["gender"], num_samples=400, seed=5, epoch_counter=counter))
+    assert len(shares[0]) == len(shares[1]) == 200
+    assert sorted(shares[0] + shares[1]) == sorted(full)  # the ranks split one epoch's draws
+    female = sum(data.data[data.data_ids[i]]["gender"] == "f" for i in shares[0]) / 200
+    assert 0.35 < female < 0.65  # each rank's share is balanced too (10 % of the rows are female)
