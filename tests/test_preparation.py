@@ -13,7 +13,8 @@ from local.prepare_csv import main as prepare_csv_main
 from local.prepare_csv import prepare_csv
 from recipes.data.audio import AudioError, load_audio
 from recipes.data.manifest import ManifestError, check_speaker_disjoint, validate_manifest, write_manifest
-from recipes.data.speech import NonFiniteAudio, SpeechConfig, speech_crop, speech_mask, speech_seconds
+from recipes.data.speech import (NonFiniteAudio, SpeechConfig, keep_speech, speech_crop, speech_mask,
+                                 speech_seconds)
 
 SR = 8000
 LABELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hparams", "labels",
@@ -61,6 +62,8 @@ def test_speech_seconds_counts_speech_not_zeros():
     assert abs(speech_seconds(sig, SR) - 1.2) <= 0.02
     mask = speech_mask(sig, SR)
     assert mask.dtype == torch.bool and mask[:50].all() and not mask[70:].any()
+    kept = keep_speech(sig, SR)
+    assert abs(kept.numel() - 1.2 * SR) <= 0.02 * SR and torch.equal(kept[:100], sig[:100])
     quiet = torch.from_numpy(signal(2.0, dbfs=-70.0))  # below the -60 dBFS floor
     assert speech_seconds(quiet, SR) == 0.0
     assert speech_seconds(quiet, SR, {"floor_dbfs": -80.0}) > 1.9  # thresholds from a YAML dict

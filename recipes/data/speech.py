@@ -26,13 +26,15 @@ recipes do not assume. The thresholds come from YAML::
 
 API: ``speech_mask(signal, sample_rate, cfg) -> bool frame mask``,
 ``speech_seconds(signal, sample_rate, cfg) -> float``, ``frame_bounds`` (sample range of
-each frame), ``speech_problem`` (None or why a file is unusable), ``speech_crop``.
+each frame), ``keep_speech`` (the speech frames only), ``speech_problem`` (None or why a
+file is unusable), ``speech_crop`` (a training crop that holds speech).
 """
 
 import math
 import random
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 
@@ -65,11 +67,18 @@ class SpeechConfig:
         return asdict(self)
 
 
+def _numpy(signal):
+    """A float64 1-D numpy view of a signal (numpy: no thread-pool start-up per call)."""
+    if isinstance(signal, torch.Tensor):
+        signal = signal.detach().cpu().numpy()
+    return np.asarray(signal, dtype=np.float64).reshape(-1)
+
+
 def check_finite(signal, name="signal"):
     """Raise NonFiniteAudio naming ``name`` when a sample is NaN or inf."""
-    if not torch.isfinite(signal).all():
-        bad = int((~torch.isfinite(signal)).sum())
-        raise NonFiniteAudio(f"{bad} non-finite (NaN/inf) sample(s) in {name}")
+    finite = np.isfinite(_numpy(signal))
+    if not finite.all():
+        raise NonFiniteAudio(f"{int((~finite).sum())} non-finite (NaN/inf) sample(s) in {name}")
 
 
 def frame_length(sample_rate, cfg=None):
@@ -78,30 +87,30 @@ def frame_length(sample_rate, cfg=None):
 
 def frame_levels_dbfs(signal, sample_rate, cfg=None, name="signal"):
     """RMS level (dBFS) of each frame of a 1-D signal (the last, partial frame included)."""
-    check_finite(signal, name)
+    x = _numpy(signal)
+    if not np.isfinite(x).all():
+        check_finite(x, name)
     n = frame_length(sample_rate, cfg)
-    x = signal.reshape(-1).float()
-    pad = (-x.numel()) % n
+    pad = (-x.size) % n
+    power = np.concatenate([x * x, np.zeros(pad)]).reshape(-1, n).sum(axis=1)
+    counts = np.full(power.shape, float(n))
     if pad:  # the partial last frame: mean square over its real samples only
-        x = torch.cat([x, x.new_zeros(pad)])
-    power = x.reshape(-1, n).pow(2).sum(dim=1)
-    counts = torch.full_like(power, float(n))
-    if pad:
         counts[-1] = n - pad
-    rms = (power / counts).sqrt()
-    return torch.where(rms > 0, 20.0 * torch.log10(rms.clamp_min(1e-30)), torch.full_like(rms, -math.inf))
+    with np.errstate(divide="ignore"):
+        levels = 10.0 * np.log10(power / counts)
+    return torch.from_numpy(levels)
 
 
 def speech_mask(signal, sample_rate, cfg=None, name="signal"):
     """Bool tensor (n_frames,): which frames of a 1-D signal hold speech."""
     cfg = SpeechConfig.coerce(cfg)
-    levels = frame_levels_dbfs(signal, sample_rate, cfg, name)
-    keep = torch.ones(levels.numel(), dtype=torch.bool)
+    levels = frame_levels_dbfs(signal, sample_rate, cfg, name).numpy()
+    keep = np.isfinite(levels)
     if cfg.floor_dbfs is not None:
         keep &= levels >= cfg.floor_dbfs
-    if cfg.threshold_db is not None and levels.numel():
+    if cfg.threshold_db is not None and levels.size:
         keep &= levels >= levels.max() - cfg.threshold_db
-    return keep & torch.isfinite(levels)
+    return torch.from_numpy(keep)
 
 
 def frame_bounds(n_frames, n_samples, sample_rate, cfg=None):
@@ -119,6 +128,16 @@ def speech_seconds(signal, sample_rate, cfg=None, name="signal"):
     full = int(mask[:-1].sum()) * n
     last = (signal.numel() - (mask.numel() - 1) * n) if bool(mask[-1]) else 0
     return (full + last) / float(sample_rate)
+
+
+def keep_speech(signal, sample_rate, cfg=None, name="signal"):
+    """The speech frames of a 1-D signal, concatenated (empty when there is none)."""
+    mask = speech_mask(signal, sample_rate, cfg, name)
+    keep = torch.zeros(signal.numel(), dtype=torch.bool)
+    for (a, b), m in zip(frame_bounds(mask.numel(), signal.numel(), sample_rate, cfg), mask.tolist()):
+        if m:
+            keep[a:b] = True
+    return signal.reshape(-1)[keep]
 
 
 def speech_problem(signal, sample_rate, cfg=None, name="signal"):
