@@ -127,7 +127,7 @@ def read_tsv(tsv, locale, label_space, require, counts, dropped, seen, decade_ye
             seen[uid] = f"{tsv}, row {n}"
             rows.append((n, {"ID": uid, "wav": wav, "spk_id": r["client_id"].strip(), "gender": gender,
                              "age": "", "age_group": group, "channel": "",
-                             "language": (r.get("locale") or "").strip() or locale}))
+                             "language": (r.get("locale") or "").strip() or locale, "_source": tsv}))
     return rows
 
 
@@ -184,7 +184,8 @@ def prepare_commonvoice(data_folder, save_folder, label_space=DEFAULT_LABELS, lo
     screen = dict(skip_bad=skip_bad, speech=speech, sample_rate=sample_rate, dropped=dropped)
     kept = {}
     for name, rows in read.items():
-        kept[name], report = screen_rows(rows, min_duration, max_duration, source=f"{data_folder}/*/{name}", **screen)
+        kept[name], report = screen_rows(rows, min_duration, max_duration, source=f"{data_folder}/<locale>/{name}",
+                                         **screen)
         counts.update({k: v for k, v in report.items() if k not in ("kept", "bad") and v})
     if release_splits:
         splits = {s: kept[RELEASE_SPLITS[s]] for s in SPLITS}

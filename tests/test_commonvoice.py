@@ -101,6 +101,9 @@ def test_commonvoice_labels_counts_and_split(tmp_path):
     assert all(len(rs) > 0 for rs in rows.values())
     dropped = list(csv.DictReader(open(tmp_path / "out" / "dropped.csv")))
     assert len(dropped) == sum(drops.values())
+    short = [d for d in dropped if d["reason"] == "too_short"]
+    assert {os.path.relpath(d["source"], data) for d in short} == {"fr/validated.tsv", "de/validated.tsv"}
+    assert all(d["row"] == "3" for d in short)  # the second clip of speaker 0: TSV line 3
     assert Counter(d["detail"].split(":")[0] for d in dropped if d["reason"] == "label") == \
         Counter({k: v for k, v in drops.items() if k != "too_short"})
 

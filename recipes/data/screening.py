@@ -57,7 +57,8 @@ def screen_row(row, min_duration, max_duration, check_silence=True, speech=None,
 
 def screen_rows(rows, min_duration=1.0, max_duration=20.0, skip_bad=False, source="input",
                 check_silence=True, speech=None, sample_rate=None, dropped=None):
-    """rows: list of (row_number, dict with 'wav'). Fills 'duration'; returns kept rows.
+    """rows: list of (row_number, dict with 'wav' and optionally '_source', the input file
+    that row_number refers to, else ``source``). Fills 'duration'; returns kept rows.
 
     speech: SpeechConfig / dict (None: defaults); sample_rate: rate the speech decision is
     made at (None: the file's). dropped: optional list, extended with one dict per dropped
@@ -68,16 +69,17 @@ def screen_rows(rows, min_duration=1.0, max_duration=20.0, skip_bad=False, sourc
     kept, bad, lost = [], [], []
     report = {"too_short": 0, "too_long": 0, "bad": 0, **{r: 0 for r in BAD_REASONS}}
     for n, row in rows:
+        src = row.pop("_source", None) or source  # a row may name its own input file
         reason, detail = screen_row(row, min_duration, max_duration, check_silence, speech, sample_rate)
         if reason is None:
             row["duration"] = f"{detail:.3f}"
             kept.append(row)
             continue
         report[reason] += 1
-        lost.append({"source": source, "row": n, "ID": row.get("ID", ""), "wav": row["wav"],
+        lost.append({"source": src, "row": n, "ID": row.get("ID", ""), "wav": row["wav"],
                      "reason": reason, "detail": detail})
         if reason in BAD_REASONS:
-            bad.append(f"{source}, row {n}: {detail}")
+            bad.append(f"{src}, row {n}: {detail}")
     report["bad"] = len(bad)
     report["kept"] = len(kept)
     if bad and not skip_bad:
