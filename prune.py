@@ -36,6 +36,7 @@ from recipes.evaluation import mean_f1, write_predictions, write_results
 from recipes.experiment import build_datasets
 from recipes.inference import SpeakerProfiler
 from recipes.labels import LabelError
+from recipes.recipe_yaml import open_recipe, save_hyperparams
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +139,12 @@ def write_report(s, out):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as f:
+    with open_recipe(hparams_file) as f:  # with the blocks it extends (recipes/recipe_yaml.py)
         hparams = load_hyperpyyaml(f, overrides)
     model = load_model(hparams)
     out = hparams["output_folder"]
-    sb.create_experiment_directory(experiment_directory=out, hyperparams_to_save=hparams_file, overrides=overrides)
+    sb.create_experiment_directory(experiment_directory=out, overrides=overrides)
+    save_hyperparams(hparams_file, overrides, out)
     shutil.copyfile(os.path.join(hparams["model_folder"], "inference.yaml"), os.path.join(out, "inference.yaml"))
     datasets = build_datasets(hparams)
     structured = hparams.get("prune_method", "magnitude") == "structured"  # whole channels: a smaller dense encoder

@@ -14,6 +14,7 @@ from speechbrain.utils.distributed import run_on_main
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
+from recipes.recipe_yaml import open_recipe
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -143,7 +144,7 @@ def utterance_seconds(row, cap=None):
 
 def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS):
     """Resolved YAML with just the keys inference needs (the trained folder is self-contained)."""
-    with open(hparams_file) as f:
+    with open_recipe(hparams_file) as f:
         resolved = resolve_references(f, overrides).getvalue()
     yaml = ruamel.yaml.YAML()
     tree = yaml.load(resolved)

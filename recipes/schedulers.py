@@ -1,21 +1,20 @@
-"""Learning-rate schedule of paper 004 (Section 4): step decay from a given epoch."""
+"""Learning-rate schedule of paper 004 (Section 4): x0.8 at epochs 2, 6 and 10, with the
+library scheduler (``torch.optim.lr_scheduler.MultiStepLR``, ``lr_schedule`` in YAML).
+
+The scheduler is stepped once per epoch so that its ``last_epoch`` is the (1-based) epoch
+being trained: milestones are the epochs from which the lr is multiplied once more by
+``gamma``. The brain saves it in the checkpoints, so a resumed run continues at the lr of
+its epoch.
+"""
+
+import warnings
 
 
-class StepDecayFrom:
-    """lr(epoch) = lr0 * factor ** (number of decay epochs <= epoch).
-
-    Decay epochs are ``start, start + every, ...`` up to ``last`` (paper 004: x0.8 every
-    4 epochs from the 2nd to the 10th epoch -> decays at epochs 2, 6 and 10). Epochs are
-    1-based, as SpeechBrain's EpochCounter. Stateless: resuming needs only the epoch.
-    """
-
-    def __init__(self, lr0, factor=0.8, every=4, start=2, last=None):
-        self.lr0, self.factor, self.every, self.start, self.last = lr0, factor, every, start, last
-
-    def __call__(self, epoch):
-        n = 0
-        e = self.start
-        while e <= epoch and (self.last is None or e <= self.last):
-            n += 1
-            e += self.every
-        return self.lr0 * self.factor ** n
+def step_to_epoch(scheduler, epoch):
+    """Step an epoch-wise torch scheduler until its ``last_epoch`` is ``epoch`` (no step
+    when it is there already, e.g. resumed mid-epoch from a checkpoint)."""
+    with warnings.catch_warnings():  # the first step comes before any optimizer.step()
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+        while scheduler.last_epoch < epoch:
+            scheduler.step()
+    return scheduler.get_last_lr()[0]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from recipes.labels import LabelError, LabelSpace
-from recipes.schedulers import StepDecayFrom
+from recipes.recipe_yaml import load_recipe
+from recipes.schedulers import step_to_epoch
 
 
 def test_age_bins_and_hierarchy(label_space):
@@ -35,11 +36,32 @@ def test_overlapping_bins():
         LabelSpace(["f"], {"x": [0, 10], "y": [10, 99]}, {"a": ["x", "y"]})
 
 
+def _yaml_schedule(lr):
+    """The optimizer and the lr scheduler of the shipped core recipe (x0.8 at epochs 2, 6, 10)."""
+    hp = load_recipe("hparams/speechocean762/train.yaml", {"data_folder": "unused", "lr": lr})
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    return opt, hp["lr_schedule"](opt)
+
+
 def test_paper_step_decay():
-    s = StepDecayFrom(1e-4, factor=0.8, every=4, start=2, last=10)
-    assert s(1) == pytest.approx(1e-4)
-    assert s(2) == pytest.approx(0.8e-4)
-    assert s(5) == pytest.approx(0.8e-4)
-    assert s(6) == pytest.approx(0.64e-4)
-    assert s(10) == pytest.approx(1e-4 * 0.8 ** 3)
-    assert s(14) == pytest.approx(1e-4 * 0.8 ** 3)
+    """Paper 004: lr x0.8 at epochs 2, 6 and 10 (1-based), then constant."""
+    opt, sched = _yaml_schedule(1e-4)
+    lrs = {e: step_to_epoch(sched, e) for e in range(1, 15)}
+    assert lrs[1] == pytest.approx(1e-4)
+    assert lrs[2] == lrs[5] == pytest.approx(0.8e-4)
+    assert lrs[6] == pytest.approx(0.64e-4)
+    assert lrs[10] == lrs[14] == pytest.approx(1e-4 * 0.8 ** 3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.8 ** 3)
+
+
+def test_step_decay_survives_resume():
+    """A scheduler restored from its state (the checkpoint) goes on from its epoch; stepping
+    to the epoch it is at already (resumed mid-epoch) changes nothing."""
+    opt, sched = _yaml_schedule(1e-3)
+    step_to_epoch(sched, 6)
+    state_opt, state_sched = opt.state_dict(), sched.state_dict()
+    opt2, sched2 = _yaml_schedule(1e-3)
+    opt2.load_state_dict(state_opt)
+    sched2.load_state_dict(state_sched)
+    assert step_to_epoch(sched2, 6) == pytest.approx(1e-3 * 0.8 ** 2)
+    assert step_to_epoch(sched2, 10) == pytest.approx(1e-3 * 0.8 ** 3)

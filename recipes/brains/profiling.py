@@ -13,6 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
+from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,17 @@ class ProfilingBrain(sb.Brain):
     """Expects modules ``compute_features``, ``mean_var_norm``, ``encoder``, ``heads`` and
     hparams ``objective`` (recipes.losses.ProfilingObjective), ``label_space``,
     ``lr_schedule``, ``epoch_counter``, ``train_logger``."""
+
+    def init_optimizers(self):
+        """The optimizer, then its lr scheduler: ``lr_schedule`` in YAML, a torch scheduler
+        class taking the optimizer (MultiStepLR), kept in the checkpoints (a resumed run
+        continues at the lr of its epoch; optional: older checkpoints still load)."""
+        super().init_optimizers()
+        schedule = getattr(self.hparams, "lr_schedule", None)  # None: a constant lr (brains built in code)
+        self.lr_scheduler = schedule(self.optimizer) if schedule is not None and self.opt_class is not None else None
+        if self.lr_scheduler is not None:
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler, optional_load=True)
 
     # ---- forward ---------------------------------------------------------------------
     def features(self, batch, stage):
@@ -137,9 +149,8 @@ class ProfilingBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.collector = PredictionCollector()
         self.term_sums, self.term_count = {}, 0
-        if stage == sb.Stage.TRAIN and epoch is not None:
-            lr = self.hparams.lr_schedule(epoch)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        if stage == sb.Stage.TRAIN and epoch is not None and getattr(self, "lr_scheduler", None) is not None:
+            step_to_epoch(self.lr_scheduler, epoch)  # paper 004: x0.8 at epochs 2, 6 and 10
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}

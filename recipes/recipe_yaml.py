@@ -1,0 +1,143 @@
+"""Recipe YAMLs that extend shared blocks (HyperPyYAML has no inheritance of its own).
+
+A recipe YAML may name the files it builds on in a top-level ``extends`` key (one path or a
+list, relative to the file that names them)::
+
+    extends: ../blocks/train.yaml
+    lr: 0.0001                     # replaces the block's lr
+
+The files are merged at the ruamel level, before ``load_hyperpyyaml``: each file's top-level
+keys replace those of the files before it (the whole value: no deep merge) and keep the
+position where the key first appeared; new keys are appended. A block may extend others.
+Top-level ``!include:`` keys are then moved up (after ``seed`` and ``__set_seed``), so that
+any key can refer into an included file.
+The recipe's own keys come last and command-line overrides after them, so ``--lr=0.001``
+works for every key of every block. ``!include:`` paths of every file are rewritten relative
+to the recipe file, whose folder is also the base of ``--model=!include:...`` overrides.
+A file without ``extends`` is read as it is.
+
+    hparams = load_recipe("hparams/speechocean762/train.yaml", {"lr": 0.001})
+"""
+
+import datetime
+import io
+import os
+
+import ruamel.yaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+
+EXTENDS = "extends"
+INCLUDE = "!include:"
+
+
+def open_recipe(path):
+    """The recipe at ``path`` with its ``extends`` chain merged in: a text stream named as the
+    recipe (HyperPyYAML resolves ``!include:`` relative to the stream's name), usable where
+    ``open(path)`` was."""
+    with open(path) as f:
+        text = f.read()
+    yaml = ruamel.yaml.YAML()
+    tree = yaml.load(text)
+    if isinstance(tree, dict) and EXTENDS in tree:
+        main_dir = os.path.dirname(os.path.realpath(path))
+        buf = io.StringIO()
+        yaml.dump(_includes_first(_merged(path, main_dir, ())), buf)
+        text = buf.getvalue()
+    stream = io.StringIO(text)
+    stream.name = os.path.abspath(path)
+    return stream
+
+
+def load_recipe(path, overrides=None, **kwargs):
+    """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text)."""
+    with open_recipe(path) as f:
+        return load_hyperpyyaml(f, overrides, **kwargs)
+
+
+def save_hyperparams(path, overrides, folder):
+    """<folder>/hyperparams.yaml: the resolved merged recipe, as SpeechBrain's
+    ``create_experiment_directory(hyperparams_to_save=...)`` writes it for a plain file."""
+    with open_recipe(path) as f:
+        resolved = resolve_references(f, overrides).getvalue()
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "hyperparams.yaml"), "w") as w:
+        w.write(f"# Generated {datetime.date.today()} from:\n# {path}\n# yamllint disable\n")
+        w.write(resolved)
+
+
+def _includes_first(tree):
+    """The merged mapping with its top-level ``!include:`` keys moved up, just after the leading
+    ``seed`` / ``__*`` keys: HyperPyYAML resolves includes in document order, and a key that
+    refers into an included file (``<teacher_model[encoder]>``) must come after it."""
+    def is_include(value):
+        tag = getattr(getattr(value, "tag", None), "value", None)
+        return bool(tag) and tag.startswith(INCLUDE)
+
+    keys = list(tree)
+    lead = 0
+    while lead < len(keys) and (keys[lead] == "seed" or str(keys[lead]).startswith("__")):
+        lead += 1
+    order = keys[:lead] + [k for k in keys[lead:] if is_include(tree[k])] + \
+        [k for k in keys[lead:] if not is_include(tree[k])]
+    out = ruamel.yaml.comments.CommentedMap()
+    for key in order:
+        out[key] = tree[key]
+    return out
+
+
+def _merged(path, main_dir, chain):
+    """Top-level mapping of ``path`` after merging the files it extends (recursively)."""
+    real = os.path.realpath(path)
+    if real in chain:
+        raise ValueError(f"{path}: 'extends' loops back to a file that extends it")
+    with open(path) as f:
+        tree = ruamel.yaml.YAML().load(f)
+    if tree is None:
+        tree = ruamel.yaml.comments.CommentedMap()
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path}: a recipe YAML must be a mapping of keys")
+    here = os.path.dirname(real)
+    _rebase_includes(tree, here, main_dir)
+    _drop_comments(tree)
+    bases = tree.pop(EXTENDS, None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    merged = ruamel.yaml.comments.CommentedMap()
+    for base in bases:
+        base_path = os.path.join(here, str(base))
+        if not os.path.isfile(base_path):
+            raise FileNotFoundError(f"{path}: extends {base!r}, but {base_path} does not exist")
+        for key, value in _merged(base_path, main_dir, chain + (real,)).items():
+            merged[key] = value
+    for key, value in tree.items():
+        merged[key] = value
+    return merged
+
+
+def _rebase_includes(node, here, main_dir):
+    """Rewrite ``!include:<file>`` tags written relative to ``here`` relative to ``main_dir``."""
+    tag = getattr(node, "tag", None)
+    value = getattr(tag, "value", None) if tag is not None else None
+    if value and value.startswith(INCLUDE) and here != main_dir:
+        target = os.path.normpath(os.path.join(here, value[len(INCLUDE):]))
+        node.yaml_set_ctag(ruamel.yaml.tag.Tag(suffix=INCLUDE + os.path.relpath(target, main_dir)))
+    if isinstance(node, dict):
+        for child in node.values():
+            _rebase_includes(child, here, main_dir)
+    elif isinstance(node, list):
+        for child in node:
+            _rebase_includes(child, here, main_dir)
+
+
+def _drop_comments(node):
+    """Remove ruamel's comment records: a comment moved by the merge can land between a
+    sequence key and its tagged items, where a second round trip loses the tag."""
+    ca = getattr(node, "ca", None)
+    if ca is not None:
+        ca.items.clear()
+        ca.comment = None
+        if hasattr(ca, "end"):
+            ca.end = None
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        _drop_comments(child)
