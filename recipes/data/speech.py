@@ -30,7 +30,6 @@ each frame), ``keep_speech`` (the speech frames only), ``speech_problem`` (None 
 file is unusable), ``speech_crop`` (a training crop that holds speech).
 """
 
-import math
 import random
 from dataclasses import asdict, dataclass
 
