@@ -20,12 +20,13 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from recipes.evaluation import write_predictions, write_results
-from recipes.data.manifest import ManifestError
-from recipes.experiment import build_datasets, init_from_folder, loader_kwargs, write_inference_yaml
+from recipes.evaluation import add_coverage, write_predictions, write_results
+from recipes.data.manifest import ManifestError, read_rows
+from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs, manifest_paths,
+                                write_inference_yaml)
 from recipes.interface import export_pretrained
 from recipes.labels import LabelError
-from recipes.recipe_yaml import open_recipe, save_hyperparams
+from recipes.run_lock import RunLockError, lock_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,12 @@ logger = logging.getLogger(__name__)
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
-    with open_recipe(hparams_file) as f:  # with the blocks it extends (recipes/recipe_yaml.py)
+    with open(hparams_file) as f:
         hparams = load_hyperpyyaml(f, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
-    run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
+    lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+        overrides=overrides)
     out = hparams["output_folder"]
     run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
     run_on_main(hparams["prepare_data"])
@@ -51,6 +54,8 @@ def main(argv):
               train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     if sb.utils.distributed.if_main_process():
+        test_ids = [row["ID"] for _, row in read_rows(manifest_paths(hparams)["test"])]
+        add_coverage(brain.test_results, test_ids, brain.test_collector.ids)  # rows not scored
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
         print(f"\nResults ({out}/results.json):\n{table}")
@@ -72,5 +77,5 @@ def close_distributed():
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ManifestError, LabelError) as err:  # bad input: a clear message, no traceback
+    except (ManifestError, LabelError, RunLockError) as err:  # bad input: a clear message, no traceback
         sys.exit(f"error: {err}")

@@ -4,14 +4,24 @@ SpeechBrain's Checkpointer writes ``CKPT.yaml`` (which marks a directory as a va
 checkpoint) before the parameter files, so an interruption during a save leaves a
 broken "latest" checkpoint. Here every checkpoint is written into a staging folder
 and moved into place with one atomic rename once all its files are on disk.
+
+``RandomState`` (a recoverable the training brain adds) makes a resumed run repeat the
+uninterrupted one exactly.
 """
 
+import logging
 import os
 import pathlib
+import random
 import shutil
 
-from speechbrain.utils.checkpoints import CKPT_PREFIX, Checkpoint, Checkpointer
+import numpy as np
+import torch
+from speechbrain.utils.checkpoints import (CKPT_PREFIX, Checkpoint, Checkpointer, mark_as_loader,
+                                           mark_as_saver, register_checkpoint_hooks)
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
+
+logger = logging.getLogger(__name__)
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -27,8 +37,9 @@ class AtomicCheckpointer(Checkpointer):
                 name = self._new_checkpoint_dirpath().name[len(CKPT_PREFIX) + 1:]  # second must not collide
         self.checkpoints_dir = staging
         try:
+            # SpeechBrain would log the staging path, which disappears: logged below, where it lands
             ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
-                                           verbosity=verbosity)
+                                           verbosity=logging.NOTSET)
         finally:
             self.checkpoints_dir = final_dir
         if ckpt is not None:  # main process: move it into place
@@ -39,6 +50,77 @@ class AtomicCheckpointer(Checkpointer):
             shutil.rmtree(staging, ignore_errors=True)
             paramfiles = {k: target / pathlib.Path(v).name for k, v in ckpt.paramfiles.items()}
             ckpt = Checkpoint(target, ckpt.meta, paramfiles)
+            kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
+            logger.log(verbosity, "Saved an %s checkpoint in %s", kind, target)
         # torchrun: no process lists the checkpoints (save_and_keep_only does next) before it is in place
         ddp_barrier()
         return ckpt
+
+
+class RandomState:
+    """The random state of every process (torch CPU and CUDA, numpy, python), saved in
+    each checkpoint and restored on recovery, so that a resumed run draws exactly what the
+    uninterrupted one would have (dropout, augmentation, training crops; SpeechBrain's
+    ReproducibleRandomSampler and SaveableDataLoader restore the epoch order and position).
+
+    From an intra-epoch checkpoint the torch state waits for ``apply_pending()`` (called by
+    the brain before its next training step): SpeechBrain recreates the epoch's data loader
+    after recovery, and a new loader iterator draws its base seed from the torch state.
+
+    Saved on every process: with torchrun each rank's state is gathered to the main one,
+    which writes them all; on recovery each rank takes its own. Data-loader workers
+    (``num_workers > 0``) are seeded from the torch state at the start of each epoch, so
+    resuming from an end-of-epoch checkpoint is exact with workers too; from an
+    intra-epoch one, exactly only with ``num_workers: 0``.
+    """
+
+    def __init__(self):
+        self.pending = None
+
+    @staticmethod
+    def capture():
+        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                 "python": random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    @staticmethod
+    def apply_torch(state):
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def apply_pending(self):
+        """The torch state of an intra-epoch checkpoint, once the loader iterator exists
+        (python and numpy were restored at once: the first batch's crops drew from them)."""
+        if self.pending is not None:
+            self.apply_torch(self.pending)
+            self.pending = None
+
+    @mark_as_saver
+    def save(self, path):
+        states = [self.capture()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, self.capture())
+        if if_main_process():
+            torch.save({"ranks": states}, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch):
+        states = torch.load(path, weights_only=False)["ranks"]
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if len(states) != (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1):
+            logger.warning("%s: saved by %d process(es), resumed with another number: the random "
+                           "state is restored per rank where it exists, the run will not repeat the "
+                           "uninterrupted one exactly", path, len(states))
+        state = states[min(rank, len(states) - 1)]
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        self.pending = None if end_of_epoch else state
+        if end_of_epoch:
+            self.apply_torch(state)
+
+
+register_checkpoint_hooks(RandomState, save_on_main_only=False)  # every rank joins the gather

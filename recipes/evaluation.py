@@ -75,6 +75,16 @@ def compute_results(collector, label_space):
     return out
 
 
+def add_coverage(results, manifest_ids, scored_ids):
+    """Record how many of the manifest's rows were scored and the IDs that were not
+    (audio that failed to load at evaluation is dropped from its batch)."""
+    scored = set(scored_ids)
+    results["n_manifest_rows"] = len(manifest_ids)
+    results["n_scored"] = sum(uid in scored for uid in manifest_ids)
+    results["not_scored"] = [uid for uid in manifest_ids if uid not in scored]
+    return results
+
+
 def mean_f1(results):
     return float(np.mean([results[t]["f1"] for t in TASKS]))
 
@@ -88,6 +98,10 @@ def results_table(results, title="test"):
                      f"{100 * m['f1']:.2f} | {100 * m['accuracy']:.2f} | {err} |")
     lines.append(f"\nhierarchy consistency: {100 * results['hierarchy_consistency']:.2f}% "
                  f"({results['n_utterances']} utterances)")
+    if "n_manifest_rows" in results:
+        lines.append(f"\nscored {results['n_scored']} of the manifest's {results['n_manifest_rows']} rows")
+        if results["not_scored"]:  # audio that failed to load (warnings in the log)
+            lines.append("not scored (unreadable audio): " + ", ".join(results["not_scored"]))
     return "\n".join(lines)
 
 

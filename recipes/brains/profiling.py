@@ -7,32 +7,56 @@ rewriting the loop.
 
 import logging
 import math
+import os
+import signal
 
 import speechbrain as sb
 import torch
+import yaml
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from torch.nn.parallel import DistributedDataParallel
 
+from recipes.checkpoint import RandomState
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
-from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)
 
 
+@register_checkpoint_hooks
 class ProfilingBrain(sb.Brain):
     """Expects modules ``compute_features``, ``mean_var_norm``, ``encoder``, ``heads`` and
     hparams ``objective`` (recipes.losses.ProfilingObjective), ``label_space``,
-    ``lr_schedule``, ``epoch_counter``, ``train_logger``."""
+    ``lr_schedule``, ``epoch_counter``, ``train_logger``.
 
-    def init_optimizers(self):
-        """The optimizer, then its lr scheduler: ``lr_schedule`` in YAML, a torch scheduler
-        class taking the optimizer (MultiStepLR), kept in the checkpoints (a resumed run
-        continues at the lr of its epoch; optional: older checkpoints still load)."""
-        super().init_optimizers()
-        schedule = getattr(self.hparams, "lr_schedule", None)  # None: a constant lr (brains built in code)
-        self.lr_scheduler = schedule(self.optimizer) if schedule is not None and self.opt_class is not None else None
-        if self.lr_scheduler is not None:
-            if self.checkpointer is not None:
-                self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler, optional_load=True)
+    Checkpoints also hold the random state (``RandomState``) and the running loss terms,
+    so that a resumed run, from an end-of-epoch or an intra-epoch checkpoint
+    (``--ckpt_interval_minutes`` / ``--ckpt_interval_steps``), repeats the uninterrupted one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resumed_terms, self.random_state = None, None
+        if self.checkpointer is not None and "random_state" not in self.checkpointer.recoverables:
+            self.random_state = RandomState()  # optional: older checkpoints still load
+            self.checkpointer.add_recoverable("random_state", self.random_state, optional_load=True)
+
+    @mark_as_saver
+    def _save(self, path):
+        super()._save(path)  # step, average loss, optimizer steps
+        with open(path) as f:
+            state = yaml.safe_load(f)
+        state.update(term_sums=dict(getattr(self, "term_sums", {})),
+                     term_count=getattr(self, "term_count", 0))
+        with open(path, "w") as f:
+            yaml.dump(state, f, sort_keys=False)  # keeps the order the losses are logged in
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        super()._recover(path, end_of_epoch)
+        with open(path) as f:
+            state = yaml.safe_load(f)
+        # mid-epoch: the loss terms of the batches already done (on_stage_start keeps them)
+        if not end_of_epoch and "term_sums" in state:
+            self.resumed_terms = (state["term_sums"], state["term_count"])
 
     # ---- forward ---------------------------------------------------------------------
     def features(self, batch, stage):
@@ -95,6 +119,9 @@ class ProfilingBrain(sb.Brain):
 
     # ---- robustness: batches whose audio all failed to load ------------------------------
     def fit_batch(self, batch):
+        self.fault_hook()
+        if getattr(self, "random_state", None) is not None:
+            self.random_state.apply_pending()  # resumed mid-epoch: now that the loader iterates
         if batch is not None and batch.batchsize < 2:  # e.g. the last one, or bad files dropped
             logger.warning("skipping a training batch of one utterance (%s): batch statistics "
                            "need two", batch.id[0])
@@ -105,6 +132,13 @@ class ProfilingBrain(sb.Brain):
             return torch.tensor(float(self.avg_train_loss))
         self.last_train_batch = batch
         return super().fit_batch(batch)
+
+    def fault_hook(self):
+        """Test hook for the resume test: ``PROFILING_KILL_AT=<epoch>:<step>`` kills this
+        process (SIGKILL, as ``kill -9``) just before that training step."""
+        kill_at = os.environ.get("PROFILING_KILL_AT")
+        if kill_at and kill_at == f"{self.hparams.epoch_counter.current}:{self.step}":
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def zero_loss_step(self):
         """torchrun: a rank cannot skip a step (the others would wait for its gradients in
@@ -149,8 +183,12 @@ class ProfilingBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.collector = PredictionCollector()
         self.term_sums, self.term_count = {}, 0
-        if stage == sb.Stage.TRAIN and epoch is not None and getattr(self, "lr_scheduler", None) is not None:
-            step_to_epoch(self.lr_scheduler, epoch)  # paper 004: x0.8 at epochs 2, 6 and 10
+        if stage == sb.Stage.TRAIN and getattr(self, "resumed_terms", None) is not None:
+            self.term_sums, self.term_count = self.resumed_terms  # resumed mid-epoch
+            self.resumed_terms = None
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            lr = self.hparams.lr_schedule(epoch)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
