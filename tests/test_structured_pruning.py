@@ -125,7 +125,8 @@ def _rounds(out):
 
 
 def test_prune_structured_rounds_resume_load_and_export(tiny_run, tmp_path):
-    from recipes.deploy import ExportableProfiler, example_input, max_abs_diff, onnx_session, run_onnx, to_onnx, to_torchscript
+    from recipes.deploy import (ExportableProfiler, example_input, max_abs_diff, onnx_session, run_onnx, to_onnx,
+                                to_torchscript)
     from recipes.inference import ProfilerModel
 
     _, model_folder = tiny_run

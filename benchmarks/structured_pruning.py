@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Structured pruning benchmark: is the pruned model smaller AND faster on a CPU?
+
+Prunes ``--source`` (a train.py output folder, e.g. the logit-KD student or the teacher)
+with prune.py and ``--yaml`` twice, by the weight-norm criterion and probe-guided (paper 001
+Algorithm 1), then measures every row in ONE process: the reference (``--reference``, the
+teacher), optional extra folders (``--row NAME=FOLDER``, e.g. the logit-KD student and the
+magnitude-pruned model) and the two structurally pruned models. Per row: parameters, non-zero
+parameters, file size (the smaller of the dense checkpoint and prune.py's compressed sparse
+file), CPU forward time at batch 1 and 32 as a speed-up over the reference (the models'
+timings are interleaved, so machine load hits all alike), test F1 per task (results.json),
+and whether the row reaches the goal (>= 10x fewer non-zero parameters than the reference,
+>= 2x faster at both batch sizes, <= 2 points F1 lost on every task). A second table
+compares the two criteria at the same sizes: valid F1 after every round (pruning_rounds.csv).
+
+    python benchmarks/structured_pruning.py --reference results/speechocean762/ecapa_cpu_ch_True/1234 \\
+        --source results/speechocean762/ecapa_cpu_logit_kd/1234 \\
+        --row "logit-KD student=results/speechocean762/ecapa_cpu_logit_kd/1234" \\
+        --row "magnitude-pruned=results/speechocean762/ecapa_cpu_logit_kd/1234/pruned" \\
+        --out benchmarks/compression_ecapa_cpu_structured.md
+    python benchmarks/structured_pruning.py --smoke   # demo corpus, 1-epoch model, 2 rounds (a check, no numbers)
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
+from recipes.inference import ProfilerModel  # noqa: E402
+
+TASKS = ("gender", "age_sup", "age_sub")
+SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", help="the model the speed-ups and compression are measured against (teacher)")
+    ap.add_argument("--source", help="the model folder to prune (default: --reference)")
+    ap.add_argument("--row", action="append", default=[], help="NAME=FOLDER: an extra row (repeatable)")
+    ap.add_argument("--yaml", default="hparams/speechocean762/prune_structured.yaml")
+    ap.add_argument("--criteria", nargs="+", default=["l2", "probe"])
+    ap.add_argument("--prune_args", nargs="*", default=[], help="extra prune.py overrides, e.g. --max_rounds=5")
+    ap.add_argument("--results", default="results/bench_structured", help="pruned folders go here")
+    ap.add_argument("--out", default="benchmarks/compression_structured.md")
+    ap.add_argument("--latency_seconds", type=float, default=4.0)
+    ap.add_argument("--latency_repeats", type=int, default=5)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--smoke", action="store_true",
+                    help="demo corpus: train a 1-epoch model, 2 rounds, table under --results")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.yaml, args.results = "hparams/demo_prune_structured.yaml", "results/bench_structured_smoke"
+        args.out = os.path.join(args.results, "structured_pruning_smoke.md")
+        args.prune_args = ["--max_rounds=2", "--probe_batches=2"] + args.prune_args
+        args.latency_seconds, args.latency_repeats = 1.0, 2
+    elif not args.reference:
+        ap.error("--reference is required (or --smoke)")
+    return args
+
+
+def timed(cmd, log):
+    """Runs ``cmd`` (output to ``log``); returns its wall time in seconds."""
+    t0 = time.time()
+    with open(log, "w") as f:
+        res = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if res.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed, see {log}")
+    return time.time() - t0
+
+
+def smoke_model(args):
+    folder = os.path.join(args.results, "model")
+    cmd = [sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={folder}",
+           f"--data_folder={args.results}/demo", "--number_of_epochs=1", "--noprogressbar", *SMOKE_DATA]
+    if not os.path.isfile(os.path.join(folder, "results.json")):
+        os.makedirs(args.results, exist_ok=True)
+        timed(cmd, os.path.join(args.results, "train.log"))
+    return folder
+
+
+def prune_rows(args, source):
+    """Prunes ``source`` with every criterion (resumes); (name, folder, command, seconds)."""
+    rows = []
+    for criterion in args.criteria:
+        out = os.path.join(args.results, f"structured_{criterion}")
+        cmd = [sys.executable, "prune.py", args.yaml, f"--model_folder={source}", f"--output_folder={out}",
+               f"--structured_criterion={criterion}", "--noprogressbar", *args.prune_args]
+        seconds = timed(cmd, os.path.join(args.results, f"structured_{criterion}.log"))
+        name = "structurally pruned (" + ("probe-guided" if criterion == "probe" else f"{criterion} norm") + ")"
+        rows.append((name, out, " ".join(["python"] + cmd[1:]), seconds))
+    return rows
+
+
+def file_bytes(model, folder):
+    sparse = os.path.join(folder, "pruned_model.pt")
+    dense = dense_file_bytes(model)
+    return min(dense, os.path.getsize(sparse)) if os.path.isfile(sparse) else dense
+
+
+def test_f1(folder):
+    with open(os.path.join(folder, "results.json")) as f:
+        res = json.load(f)["test"]
+    return {t: res[t]["f1"] for t in TASKS}
+
+
+def measure(rows, args):
+    """Size and F1 per row, then interleaved CPU timings: median seconds per batch size."""
+    models = {name: ProfilerModel.from_folder(folder) for name, folder in rows}
+    out = {}
+    for name, folder in rows:
+        params, nonzero = count_params(models[name])
+        out[name] = {"folder": folder, "params": params, "nonzero": nonzero,
+                     "file_bytes": file_bytes(models[name], folder), "f1": test_f1(folder), "latency_s": {}}
+    for b in args.batches:
+        times = {name: [] for name in models}
+        for _ in range(args.latency_repeats):  # one timing of every model per pass
+            for name, model in models.items():
+                times[name].append(forward_latency(model, model.sample_rate, args.latency_seconds, b, repeats=1))
+        for name in models:
+            out[name]["latency_s"][str(b)] = statistics.median(times[name])
+    return out
+
+
+def rounds_table(pruned):
+    """Valid F1 of each criterion after every round (same schedule: same sizes)."""
+    per = {}
+    for name, folder, _, _ in pruned:
+        with open(os.path.join(folder, "pruning_rounds.csv")) as f:
+            per[name] = {int(r["round"]): r for r in csv.DictReader(f)}
+    rounds = sorted({r for v in per.values() for r in v})
+    names = list(per)
+    lines = ["| round | level | " + " | ".join(f"{n}: params removed, valid mean F1" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for r in rounds:
+        level = next(per[n][r]["level"] for n in names if r in per[n])
+        cells = [f"{100 * float(per[n][r]['sparsity']):.1f}%, {float(per[n][r]['mean_f1']):.4f}"
+                 + ("" if per[n][r]["accepted"] == "True" else " (rejected)") if r in per[n] else "-" for n in names]
+        lines.append(f"| {r} | {float(level):.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_table(args, m, ref_name, pruned, commands):
+    ref = m[ref_name]
+    head = ["| model | parameters | non-zero | x fewer non-zero | file MB | "
+            + " | ".join(f"speed-up b{b}" for b in args.batches) + " | " + " | ".join(f"{t} F1" for t in TASKS)
+            + " | goal |", "|---" * (6 + len(args.batches) + len(TASKS)) + "|"]
+    for name, r in m.items():
+        fewer = ref["nonzero"] / max(r["nonzero"], 1)
+        speed = {b: ref["latency_s"][str(b)] / r["latency_s"][str(b)] for b in args.batches}
+        loss = max(100 * (ref["f1"][t] - r["f1"][t]) for t in TASKS)
+        goal = "reference" if name == ref_name else ("yes" if fewer >= 10 and min(speed.values()) >= 2 and loss <= 2
+                                                    else "no")
+        head.append(f"| {name} | {r['params']} | {r['nonzero']} | {fewer:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
+                    + " | ".join(f"{speed[b]:.2f}x" for b in args.batches) + " | "
+                    + " | ".join(f"{100 * r['f1'][t]:.2f}" for t in TASKS) + f" | {goal} |")
+    lines = [f"# Structured pruning on CPU{' (SMOKE: demo corpus, numbers mean nothing)' if args.smoke else ''}", "",
+             f"Speed-ups: the reference's median forward time over each model's ({args.latency_seconds} s "
+             f"utterances, features + encoder + heads, {torch.get_num_threads()} threads, "
+             f"{args.latency_repeats} interleaved passes, {platform.processor() or platform.machine()}); "
+             "reference times: " + ", ".join(f"batch {b}: {1e3 * ref['latency_s'][str(b)]:.1f} ms" for b in args.batches)
+             + ". Goal: >= 10x fewer non-zero parameters than the reference, >= 2x faster at every batch "
+             "size, <= 2 F1 points lost on every task (test split).", "", *head, "",
+             "## Norm vs probe-guided criterion at the same sizes (validation, every round)", "",
+             *rounds_table(pruned), "", "## Commands", ""]
+    lines += [f"- {name}: `{cmd}` ({seconds / 60:.1f} min)" for name, cmd, seconds in commands]
+    lines += [f"- this table: `python benchmarks/structured_pruning.py {' '.join(sys.argv[1:])}`"]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.results, exist_ok=True)
+    reference = smoke_model(args) if args.smoke else args.reference
+    source = args.source or reference
+    pruned = prune_rows(args, source)
+    rows = [("reference", reference)] + [tuple(r.split("=", 1)) for r in args.row]
+    rows += [(name, folder) for name, folder, _, _ in pruned]
+    if args.smoke:
+        rows.insert(1, ("magnitude-pruned", magnitude_smoke(args, source)))
+    m = measure(rows, args)
+    with open(os.path.join(args.results, "structured_pruning.json"), "w") as f:
+        json.dump(m, f, indent=2)
+    print(write_table(args, m, "reference", pruned, [(n, c, s) for n, _, c, s in pruned]))
+
+
+def magnitude_smoke(args, source):
+    out = os.path.join(args.results, "magnitude")
+    timed([sys.executable, "prune.py", "hparams/demo_prune.yaml", f"--model_folder={source}", f"--output_folder={out}",
+           "--max_rounds=1", "--noprogressbar", "--latency_batches=[1]", "--latency_seconds=1.0",
+           "--latency_repeats=1"], os.path.join(args.results, "magnitude.log"))
+    return out
+
+
+if __name__ == "__main__":
+    main()
