@@ -26,6 +26,7 @@ from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs,
                                 write_inference_yaml)
 from recipes.interface import export_pretrained
 from recipes.labels import LabelError
+from recipes.recipe_yaml import open_recipe, save_hyperparams
 from recipes.run_lock import RunLockError, lock_output_folder
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,11 @@ logger = logging.getLogger(__name__)
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
-    with open(hparams_file) as f:
+    with open_recipe(hparams_file) as f:  # with the blocks it extends (recipes/recipe_yaml.py)
         hparams = load_hyperpyyaml(f, overrides)
     lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
-        overrides=overrides)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
+    run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
     out = hparams["output_folder"]
     run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
     run_on_main(hparams["prepare_data"])

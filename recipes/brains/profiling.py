@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recipes.checkpoint import RandomState
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
+from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,17 @@ class ProfilingBrain(sb.Brain):
         # mid-epoch: the loss terms of the batches already done (on_stage_start keeps them)
         if not end_of_epoch and "term_sums" in state:
             self.resumed_terms = (state["term_sums"], state["term_count"])
+
+    def init_optimizers(self):
+        """The optimizer, then its lr scheduler: ``lr_schedule`` in YAML, a torch scheduler
+        class taking the optimizer (MultiStepLR), kept in the checkpoints (a resumed run
+        continues at the lr of its epoch; optional: older checkpoints still load)."""
+        super().init_optimizers()
+        schedule = getattr(self.hparams, "lr_schedule", None)  # None: a constant lr (brains built in code)
+        self.lr_scheduler = schedule(self.optimizer) if schedule is not None and self.opt_class is not None else None
+        if self.lr_scheduler is not None:
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler, optional_load=True)
 
     # ---- forward ---------------------------------------------------------------------
     def features(self, batch, stage):
@@ -186,9 +198,8 @@ class ProfilingBrain(sb.Brain):
         if stage == sb.Stage.TRAIN and getattr(self, "resumed_terms", None) is not None:
             self.term_sums, self.term_count = self.resumed_terms  # resumed mid-epoch
             self.resumed_terms = None
-        if stage == sb.Stage.TRAIN and epoch is not None:
-            lr = self.hparams.lr_schedule(epoch)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        if stage == sb.Stage.TRAIN and epoch is not None and getattr(self, "lr_scheduler", None) is not None:
+            step_to_epoch(self.lr_scheduler, epoch)  # paper 004: x0.8 at epochs 2, 6 and 10
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
