@@ -38,7 +38,9 @@ SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu or resnet_cpu (hparams/speechocean762/<pair>_*.yaml)")
+    ap.add_argument("--pair", default="ecapa_cpu",
+                    help="ecapa_cpu or resnet_cpu (encoders/<pair>_student.yaml, <pair>_lcmr_student.yaml, <pair>_teacher.yaml)")
+    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
     ap.add_argument("--teacher", default=None, help="default: results/bench_core/<pair>_ch/<seed>")
     ap.add_argument("--epochs", type=int, default=6, help="student epochs (LCMR: replacing + fine-tuning)")
     ap.add_argument("--finetune_epochs", type=int, default=2, help="LCMR epochs at p = 1, out of --epochs")
@@ -48,6 +50,7 @@ def parse_args():
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.2, 0.5, 0.8, 1.0])
     ap.add_argument("--schedulers", nargs="+", default=["constant", "linear", "log", "exp"])
     ap.add_argument("--p0", type=float, default=0.3, help="LCMR basic replacing rate")
+    ap.add_argument("--log_base", type=float, default=10.0, help="LCMR B of the log / exp schedulers (003's best: 40)")
     ap.add_argument("--strategy", type=int, default=2)
     ap.add_argument("--no_lcmr_baseline", action="store_true", help="skip the LCMR student trained alone")
     ap.add_argument("--prune_from", default="best", help="'best' (valid mean F1) or a row name")
@@ -73,10 +76,16 @@ def parse_args():
 
 
 def yaml_of(args, kind):
-    """hparams file of a method (kind: logit_kd, lcmr, prune)."""
+    """hparams file of a method (kind: logit_kd, lcmr, prune) and the options that choose the pair's
+    encoders and the corpus (pruning: the sparsity schedule the published table used)."""
     if args.smoke:
-        return f"hparams/demo_{kind}.yaml"
-    return "hparams/speechocean762/ecapa_cpu_prune.yaml" if kind == "prune" else f"hparams/speechocean762/{args.pair}_{kind}.yaml"
+        return [f"hparams/demo_{kind}.yaml"]
+    if kind == "prune":
+        return ["hparams/speechocean762/prune_sparsity.yaml"]
+    enc = "!include:../encoders/{}.yaml".format
+    models = [f"--model={enc(args.pair + '_student')}"] if kind == "logit_kd" else [
+        f"--model={enc(args.pair + '_lcmr_student')}", f"--teacher_model={enc(args.pair + '_teacher')}"]
+    return [f"hparams/speechocean762/{kind}.yaml", *models, f"--data_folder={args.data_folder}"]
 
 
 def run_once(folder, cmd, log_name):
@@ -165,7 +174,7 @@ def student_rows(args, teacher):
     grid = [(1.0, 0.0)] + [(t, lam) for t in args.temperatures for lam in args.lambdas if lam > 0]
     for temperature, lam in grid:
         out = os.path.join(args.results, f"{args.pair}_kd_T{temperature:g}_lam{lam:g}", str(args.seed))
-        cmd = [py, "train.py", yaml_of(args, "logit_kd"), f"--output_folder={out}", f"--temperature={temperature}",
+        cmd = [py, "train.py", *yaml_of(args, "logit_kd"), f"--output_folder={out}", f"--temperature={temperature}",
                f"--lam={lam}", f"--number_of_epochs={args.epochs}", *common_args(args, teacher)]
         name = "student w/o KD" if lam == 0 else f"+ logit KD T={temperature:g} λ={lam:g}"
         yield (name, "logit KD (002)", out, *run_once(out, cmd, "bench.log"))
@@ -175,7 +184,8 @@ def student_rows(args, teacher):
     for sched, p0, init in lcmr:
         tag = f"{sched}_p{p0:g}"
         out = os.path.join(args.results, f"{args.pair}_lcmr_{tag}_s{args.strategy}", str(args.seed))
-        cmd = [py, "train.py", yaml_of(args, "lcmr"), f"--output_folder={out}", f"--scheduler={sched}", f"--p0={p0}",
+        cmd = [py, "train.py", *yaml_of(args, "lcmr"), f"--output_folder={out}", f"--scheduler={sched}", f"--p0={p0}",
+               f"--log_base={args.log_base}",
                f"--strategy={args.strategy}", f"--init_student_from_teacher={init}",
                f"--replacing_epochs={replacing}", f"--finetune_epochs={args.finetune_epochs}", *common_args(args, teacher)]
         name = "LCMR student w/o KD (p = 1)" if not init else f"+ LCMR {sched} (p0={p0:g}, strategy {args.strategy})"
@@ -186,7 +196,7 @@ def student_rows(args, teacher):
 def prune_row(args, teacher, source, metric="mean_f1"):
     tag = "" if metric == "mean_f1" else f"_{metric}"
     out = os.path.join(args.results, f"{args.pair}_pruned{tag}", str(args.seed))
-    cmd = [sys.executable, "prune.py", yaml_of(args, "prune"), f"--model_folder={source}", f"--output_folder={out}",
+    cmd = [sys.executable, "prune.py", *yaml_of(args, "prune"), f"--model_folder={source}", f"--output_folder={out}",
            f"--manifest_folder={teacher}/manifests", f"--max_rounds={args.prune_rounds}", f"--stop_metric={metric}",
            f"--epochs_per_round={args.prune_epochs_per_round}", f"--f1_tolerance={args.prune_tolerance}",
            f"--lr={args.lr / 10}", f"--latency_seconds={args.latency_seconds}",

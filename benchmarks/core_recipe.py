@@ -23,7 +23,8 @@ DATA = os.path.join(ROOT, "..", "shared", "data", "speechocean762-8k")
 
 def run(config, hierarchical, args):
     out = os.path.join(args.results, f"{config}_{'ch' if hierarchical else 'base'}", str(args.seed))
-    cmd = [sys.executable, "train.py", f"hparams/speechocean762/{config}.yaml",
+    cmd = [sys.executable, "train.py", "hparams/speechocean762/train.yaml",
+           f"--model=!include:../encoders/{config}_teacher.yaml",  # config: ecapa_cpu, resnet_cpu, ecapa, resnet
            f"--hierarchical={hierarchical}", f"--output_folder={out}", f"--seed={args.seed}",
            f"--number_of_epochs={args.epochs}", f"--lr={args.lr}", f"--data_folder={args.data}",
            "--noprogressbar"]

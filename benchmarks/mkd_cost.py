@@ -19,16 +19,22 @@ sys.path.insert(0, ROOT)
 os.chdir(ROOT)
 
 import speechbrain as sb  # noqa: E402
-from hyperpyyaml import load_hyperpyyaml  # noqa: E402
+import yaml  # noqa: E402
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
 from recipes.experiment import build_datasets  # noqa: E402
+from recipes.recipe_yaml import load_recipe  # noqa: E402
 
 
-def make_brain(yaml_path, overrides):
+def load_mkd(pair, overrides):
+    """hparams/speechocean762/mkd.yaml with the pair's student (encoders/<pair>_student.yaml)."""
+    text = yaml.safe_dump(overrides) + f"model: !include:../encoders/{pair}_student.yaml\n"
+    return load_recipe("hparams/speechocean762/mkd.yaml", text)
+
+
+def make_brain(pair, overrides):
     """A brain ready for training steps, and its one-off setup time (teacher load + cache)."""
-    with open(yaml_path) as f:
-        hp = load_hyperpyyaml(f, overrides)
+    hp = load_mkd(pair, overrides)
     brain = hp["brain_class"](modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                               checkpointer=None, run_opts={"device": "cpu"})
     cache = os.path.join(hp["output_folder"], "teacher_cache.pt")
@@ -57,15 +63,14 @@ def time_interleaved(brains, batches, warmup=2):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pair", default="ecapa_cpu")
+    ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu, resnet_cpu, ... (encoders/<pair>_student.yaml)")
+    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--steps", type=int, default=32)
     args = ap.parse_args()
-    yaml_path = f"hparams/speechocean762/{args.pair}_mkd.yaml"
     base = {"teacher_folder": args.teacher, "manifest_folder": os.path.join(args.teacher, "manifests"),
-            "output_folder": "results/bench_mkd_cost"}
-    with open(yaml_path) as f:
-        hp = load_hyperpyyaml(f, base)
+            "output_folder": "results/bench_mkd_cost", "data_folder": args.data_folder}
+    hp = load_mkd(args.pair, base)
     torch.manual_seed(0)
     loader = make_dataloader(build_datasets(hp)["train"], **hp["train_dataloader_opts"])
     batches = [b for _, b in zip(range(args.steps), loader)]  # audio read + channel once, outside the timing
@@ -77,7 +82,7 @@ def main():
                ("+ teacher on every crop + mixup + KD, student-only heads", {**nocache, "concat_teacher": False}),
                ("+ cached teacher + mixup + KD, concat_teacher", cache),
                ("+ cached teacher + mixup + KD, student-only heads", {**cache, "concat_teacher": False})]
-    brains, setups = zip(*[make_brain(yaml_path, {**base, **extra}) for _, extra in configs])
+    brains, setups = zip(*[make_brain(args.pair, {**base, **extra}) for _, extra in configs])
     rows = list(zip([n for n, _ in configs], time_interleaved(brains, batches), setups))
     plain = rows[0][1]
     n_train = len(build_datasets(hp)["train"])

@@ -4,7 +4,7 @@
 Teacher: a core-recipe output folder trained on the clean train split (default: the "+CH"
 run of benchmarks/core_recipe.py). Students: same speakers through the telephone channel
 (band limit, mu-law, noise, packet loss) with 10% neighbour label noise; rows base /
-+MKD / +CH / +MKD+CH from hparams/speechocean762/<pair>_mkd.yaml. Test: the degraded copy
++MKD / +CH / +MKD+CH from hparams/speechocean762/mkd.yaml (student encoders/<pair>_student.yaml). Test: the degraded copy
 of the test split. Writes benchmarks/mkd_table.md.
 
     python benchmarks/mkd_table.py --pair ecapa_cpu --epochs 6 --seeds 1234
@@ -24,12 +24,12 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
 from local.prepare_csv import prepare_csv  # noqa: E402
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
+from recipes.recipe_yaml import load_recipe  # noqa: E402
 from recipes.evaluation import PredictionCollector, compute_results  # noqa: E402
 from recipes.interface import SpeakerProfilerInterface  # noqa: E402
 
@@ -42,8 +42,7 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     """A trained folder (teacher or student) on the degraded copy of ``manifest`` (same channel
     as the students'); adapt_on: a manifest whose degraded audio re-estimates the feature
     statistics first (recipes/adaptation.py)."""
-    with open(yaml_path) as f:
-        hp = load_hyperpyyaml(f, {"teacher_folder": folder})
+    hp = load_recipe(yaml_path, {"teacher_folder": folder, "data_folder": "unused"})  # the channels only
     model = SpeakerProfilerInterface.from_folder(folder).model
     if adapt_on:
         adapt = make_dataset(adapt_on, model.label_space, model.sample_rate, sort=True, channel=hp["train_channel"])
@@ -72,7 +71,8 @@ def cached(path, compute, teacher):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pair", default="ecapa_cpu")
+    ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu, resnet_cpu, ecapa, resnet (encoders/<pair>_student.yaml)")
+    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
     ap.add_argument("--teacher", default=None, help="default: results/bench_core/<pair>_ch/<seed>")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=0.001)
@@ -87,7 +87,8 @@ def main():
                     help="leave out the teacher row with re-estimated feature statistics (a second "
                          "pass over the degraded train and test audio)")
     args = ap.parse_args()
-    yaml_path = os.path.join(ROOT, "hparams", "speechocean762", f"{args.pair}_mkd.yaml")
+    yaml_path = os.path.join(ROOT, "hparams", "speechocean762", "mkd.yaml")
+    student = f"!include:../encoders/{args.pair}_student.yaml"
     teacher = args.teacher or os.path.join(ROOT, "results", "bench_core", f"{args.pair}_ch", str(args.seeds[0]))
     manifests = os.path.join(teacher, "manifests")
     os.makedirs(args.results, exist_ok=True)
@@ -104,8 +105,8 @@ def main():
 
     def train(out, extra):
         """train.py once per output folder (finished runs are reused); its test results."""
-        cmd = [sys.executable, "train.py", f"hparams/speechocean762/{args.pair}_mkd.yaml",
-               f"--teacher_folder={teacher}", f"--output_folder={out}", f"--number_of_epochs={args.epochs}",
+        cmd = [sys.executable, "train.py", "hparams/speechocean762/mkd.yaml", f"--model={student}",
+               f"--data_folder={args.data_folder}", f"--teacher_folder={teacher}", f"--output_folder={out}", f"--number_of_epochs={args.epochs}",
                f"--lr={args.lr}", "--noprogressbar"] + [f"--{k}={v}" for k, v in extra.items()]
         t0 = time.time()
         if not os.path.isfile(os.path.join(out, "results.json")):
@@ -116,8 +117,8 @@ def main():
         with open(os.path.join(out, "results.json")) as f:
             return json.load(f)["test"]
 
-    with open(yaml_path) as f:
-        n_student = load_hyperpyyaml(f, {"teacher_folder": teacher})["encoder"].n_params()
+    n_student = load_recipe(yaml_path, f"teacher_folder: {teacher}\ndata_folder: unused\nmodel: {student}\n")[
+        "encoder"].n_params()
     rows = [(name, {"mkd": mkd, "hierarchical": ch}) for name, mkd, ch in ROWS]
     for spec in args.variants:
         name, v = spec.split(":")

@@ -90,8 +90,7 @@ def train_brain(name, args, tmp):
         hp = load_hparams(teacher_yaml, tmp)
     elif name == "student+MKD":
         folder = args.teacher or random_folder(teacher_yaml, os.path.join(tmp, "teacher"))
-        with open(student_yaml) as f:  # the teacher runs on every step (no one-off embedding pass)
-            no_cache = {"teacher_cache": False} if "\nteacher_cache:" in f.read() else {}
+        no_cache = {"teacher_cache": False}  # the teacher runs on every step (no one-off embedding pass)
         hp = load_hparams(student_yaml, tmp, mkd=True, teacher_folder=folder, model=args.student_model, **no_cache)
     else:
         hp = load_hparams(student_yaml, tmp, mkd=False, model=args.student_model)
@@ -315,7 +314,9 @@ def loop_ratio(train, row):
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pair", default="ecapa_cpu", help="hparams/speechocean762/<pair>.yaml and <pair>_mkd.yaml")
+    ap.add_argument("--pair", default="ecapa_cpu",
+                    help="teacher: speechocean762/train.yaml with encoders/<pair>_teacher.yaml; "
+                         "student: speechocean762/mkd.yaml with encoders/<pair>_student.yaml")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--teacher", help="trained teacher folder (MKD row, teacher inference); default random")
     ap.add_argument("--student", help="trained student folder for the inference rows; default random")

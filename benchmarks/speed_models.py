@@ -1,31 +1,34 @@
-"""Models of the speed benchmark's rows (benchmarks/speed.py): the pair's YAMLs, and
+"""Models of the speed benchmark's rows (benchmarks/speed.py): the pair's recipes, and
 random-weight stand-ins when no trained folder is given (speed does not depend on weights)."""
 
 import os
 
 import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from recipes.experiment import write_inference_yaml
 from recipes.inference import ProfilerModel
 from recipes.interface import SpeakerProfilerInterface
+from recipes.recipe_yaml import load_recipe
 
 
 def yaml_paths(pair):
-    return f"hparams/speechocean762/{pair}.yaml", f"hparams/speechocean762/{pair}_mkd.yaml"
+    """The pair's teacher (core recipe) and student (MKD recipe): (YAML, encoder YAML name) each."""
+    return (("hparams/speechocean762/train.yaml", f"{pair}_teacher"),
+            ("hparams/speechocean762/mkd.yaml", f"{pair}_student"))
 
 
-def load_hparams(path, tmp, model=None, **overrides):
-    """The YAML with ``overrides``; ``model``: an encoder YAML of hparams/encoders/ (name
-    without .yaml) in place of the one the YAML includes (as ``--model=!include:...`` does
-    on the train.py command line)."""
-    text = yaml.safe_dump({"output_folder": os.path.join(tmp, "out"), **overrides})
-    if model:
-        text += f"model: !include:../encoders/{model}.yaml\n"
-    with open(path) as f:
-        return load_hyperpyyaml(f, text)
+def overrides_text(spec, out, model=None, **overrides):
+    """YAML overrides of a recipe ``spec``: its output folder, no corpus (speed needs none) and
+    the encoder (``model``: an encoder YAML of hparams/encoders/ without .yaml, in place of
+    the spec's, as ``--model=!include:...`` does on the train.py command line)."""
+    text = yaml.safe_dump({"output_folder": out, "data_folder": "unused", **overrides})
+    return text + f"model: !include:../encoders/{model or spec[1]}.yaml\n"
+
+
+def load_hparams(spec, tmp, model=None, **overrides):
+    return load_recipe(spec[0], overrides_text(spec, os.path.join(tmp, "out"), model, **overrides))
 
 
 def init_normalizer(hp):
@@ -35,11 +38,11 @@ def init_normalizer(hp):
     norm.eval()
 
 
-def random_folder(yaml_path, folder):
+def random_folder(spec, folder):
     """A train.py-like output folder with random weights (a stand-in teacher for MKD)."""
     os.makedirs(folder, exist_ok=True)
-    write_inference_yaml(yaml_path, {"output_folder": folder}, os.path.join(folder, "inference.yaml"))
-    hp = load_hparams(yaml_path, folder)
+    write_inference_yaml(spec[0], overrides_text(spec, folder), os.path.join(folder, "inference.yaml"))
+    hp = load_hparams(spec, folder)
     init_normalizer(hp)
     Checkpointer(os.path.join(folder, "save"), recoverables={
         "encoder": hp["encoder"], "heads": hp["heads"], "normalizer": hp["mean_var_norm"]}).save_checkpoint(
@@ -47,8 +50,8 @@ def random_folder(yaml_path, folder):
     return folder
 
 
-def random_profiler(yaml_path, tmp, **overrides):
-    hp = load_hparams(yaml_path, tmp, **overrides)
+def random_profiler(spec, tmp, **overrides):
+    hp = load_hparams(spec, tmp, **overrides)
     init_normalizer(hp)
     return ProfilerModel(hp).eval()
 

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from recipes.recipe_yaml import open_recipe
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -103,7 +105,7 @@ def test_mkd_teacher_frozen_and_student_learns(run_dir):
 
     overrides = {"output_folder": str(run_dir / "mkd_unit"), "teacher_folder": str(run_dir / "out"),
                  "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo")}
-    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+    with open_recipe(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
         hp = load_hyperpyyaml(f, overrides)
     brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                      checkpointer=None, run_opts={"device": "cpu"})
@@ -141,7 +143,7 @@ def test_mkd_teacher_cache_is_whole_utterance_embedding(run_dir):
                  "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo"),
                  "teacher_cache": True}
     os.makedirs(run_dir / "mkd_cache", exist_ok=True)
-    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+    with open_recipe(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
         hp = load_hyperpyyaml(f, overrides)
     brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                      checkpointer=None, run_opts={"device": "cpu"})
@@ -185,7 +187,7 @@ def test_mkd_teacher_adapt_norm(run_dir):
                  "manifest_folder": str(run_dir / "out" / "manifests"), "data_folder": str(run_dir / "demo"),
                  "teacher_cache": False, "teacher_adapt_norm": True}
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
+    with open_recipe(os.path.join(ROOT, "hparams", "demo_mkd.yaml")) as f:
         hp = load_hyperpyyaml(f, overrides)
     brain = MKDBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                      checkpointer=None, run_opts={"device": "cpu"})
@@ -245,7 +247,7 @@ def test_callcenter_recipe_on_prepare_csv_input(tmp_path):
             w.writerow({"path": str(tmp_path / "demo" / r["path"]), "speaker": r["speaker"],
                         "gender": r["gender"], "age": r["age"]})
     res = subprocess.run(
-        [sys.executable, "train.py", "hparams/callcenter/ecapa_cpu.yaml", f"--input_csv={tmp_path}/calls.csv",
+        [sys.executable, "train.py", "hparams/callcenter/train.yaml", f"--input_csv={tmp_path}/calls.csv",
          f"--output_folder={tmp_path}/out", "--number_of_epochs=1", "--batch_size=8", "--noprogressbar",
          "--ckpt_interval_minutes=0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -10,13 +10,15 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from recipes.recipe_yaml import open_recipe
+
 from conftest import ROOT, free_port, run_train
 
 
 def demo_hparams(root, out, **overrides):
     base = {"output_folder": str(out), "data_folder": str(root / "demo"),
             "manifest_folder": str(root / "out" / "manifests")}
-    with open(os.path.join(ROOT, "hparams", "demo.yaml")) as f:
+    with open_recipe(os.path.join(ROOT, "hparams", "demo.yaml")) as f:
         return load_hyperpyyaml(f, {**base, **overrides})
 
 
