@@ -104,5 +104,5 @@ class ProbeImportance:
     def __call__(self, group):
         root = group[0].dep.target.module
         if root in self.scores:
-            return self.scores[root]
+            return self.scores[root].to(root.weight.device)
         return self.fallback(group)
