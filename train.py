@@ -22,7 +22,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from recipes.evaluation import add_coverage, write_predictions, write_results
 from recipes.data.manifest import ManifestError, read_rows
-from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs, manifest_paths,
+from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs, pooled_manifest_paths,
                                 write_inference_yaml)
 from recipes.interface import export_pretrained
 from recipes.labels import LabelError
@@ -54,7 +54,8 @@ def main(argv):
               train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     if sb.utils.distributed.if_main_process():
-        test_ids = [row["ID"] for _, row in read_rows(manifest_paths(hparams)["test"])]
+        test_ids = [row["ID"] for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
+                    for _, row in read_rows(path, hparams.get("missing_labels", "error"))]
         add_coverage(brain.test_results, test_ids, brain.test_collector.ids)  # rows not scored
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])

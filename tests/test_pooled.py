@@ -144,3 +144,35 @@ def test_validate_manifest_missing_labels(tmp_path, label_space):
         csv.writer(f).writerow(["u4", wav, 1.0, "s4", "x", "30", ""])  # given but wrong: still an error
     with pytest.raises(ManifestError, match="row 5.*unknown gender"):
         validate_manifest(str(path), label_space, missing_labels="mask")
+
+
+def test_pooled_balanced_weighted_training_end_to_end(tmp_path):
+    """train.py on two pooled corpora (the second without gender), with the class-balanced
+    sampler and class-weighted losses: runs, and scores gender on the labelled rows only."""
+    import json
+
+    from conftest import run_train
+    from local.make_demo_corpus import prepare_demo
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    prepare_demo(str(tmp_path / "demo"), str(a), speakers_per_cell=3, utts_per_speaker=3, seed=1234,
+                 min_duration=1.0, max_duration=20.0)
+    b.mkdir()
+    n_test = {}
+    for split in ("train", "valid", "test"):
+        with open(a / f"{split}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        n_test[split] = len(rows)
+        cols = [c for c in rows[0] if c != "gender"]
+        with open(b / f"{split}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(dict(r, ID="b_" + r["ID"], spk_id="b_" + r["spk_id"]) for r in rows)
+    out = tmp_path / "out"
+    log = run_train(out, tmp_path / "demo", "--number_of_epochs=1", f"--manifest_folder={a}",
+                    f"--pooled_manifest_folders=[{b}]", "--missing_labels=mask",
+                    "--balance_sampling_by=[gender,age_sub]", "--class_weighting=inverse")
+    res = json.loads((out / "results.json").read_text())["test"]
+    assert res["gender"]["n_labelled"] == n_test["test"]  # corpus b has no gender: not scored
+    assert res["age_sub"]["n_labelled"] == 2 * n_test["test"] and "mace" in res["age_sub"]
+    assert "age_sub_mace" in (out / "train_log.txt").read_text(), log[-2000:]
