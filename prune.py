@@ -8,6 +8,10 @@ train.py output: ECAPA or ResNet, core, logit-KD or LCMR student). Rounds of pru
 retrain run until the validation F1 drops more than the tolerance below the unpruned
 model's; the last good model is kept. Running the same command again resumes.
 
+``prune_method: structured`` (hparams/<corpus>/prune_structured.yaml) removes whole channels
+instead (recipes/compression/structured.py, criterion l1 / l2 / bn_scale / probe): the
+result is a smaller dense encoder; its inference.yaml rebuilds it at the pruned widths.
+
 Outputs in <output_folder> (default <model_folder>/pruned): save/ (checkpoints with the
 masks; the final one is the last good model, so infer.py works on the folder),
 inference.yaml, pruned_model.pt (compressed sparse form; recipes.compression.sparse.
