@@ -15,7 +15,8 @@ ASL_FORMS = ("printed", "single_label")
 
 def asymmetric_loss(logits, targets, gamma_pos=0.0, gamma_neg=4.0, margin=0.05,
                     label_smoothing=0.1, reduction="mean", form="printed", class_weights=None):
-    """Asymmetric loss, paper 004 Eq. 4 (ASL of Ben-Baruch et al., arXiv 2009.14119).
+    """Asymmetric loss, paper 004 Eq. 4 ("Asymmetric Loss for Multi-Label Classification",
+    Ben-Baruch et al., arXiv 2009.14119).
 
     ``form="printed"`` (default) is Eq. 4 as printed, with p = softmax(logits): for every
     class k, the positive term (1 - p_k)^gamma+ log p_k when k is the target, else the
@@ -178,7 +179,8 @@ class ProfilingObjective:
     on every head); ``True`` is "+CH" (CE on gender, ASL on age-sup and age-sub, plus the
     dependency loss). ``asl_form``: "printed" (Eq. 4 as printed, default) or
     "single_label" (the ASL authors' single-label code). ``class_weighting``: "none",
-    "inverse" (n / (K n_k)) or "effective" (effective number of samples, Cui et al.,
+    "inverse" (n / (K n_k)) or "effective" ("Class-Balanced Loss Based on Effective Number of
+    Samples", Cui et al.,
     arXiv 1901.05555: (1 - beta) / (1 - beta^n_k), scaled to mean 1) on every head, from
     the train manifest's class counts (``set_class_counts``, called by build_datasets).
     Every weight and ASL parameter comes from YAML.
