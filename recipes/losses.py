@@ -179,10 +179,10 @@ class ProfilingObjective:
     on every head); ``True`` is "+CH" (CE on gender, ASL on age-sup and age-sub, plus the
     dependency loss). ``asl_form``: "printed" (Eq. 4 as printed, default) or
     "single_label" (the ASL authors' single-label code). ``class_weighting``: "none",
-    "inverse" (n / (K n_k)) or "effective" ("Class-Balanced Loss Based on Effective Number of
-    Samples", Cui et al.,
-    arXiv 1901.05555: (1 - beta) / (1 - beta^n_k), scaled to mean 1) on every head, from
-    the train manifest's class counts (``set_class_counts``, called by build_datasets).
+    "inverse" (1 / n_k) or "effective" ((1 - beta) / (1 - beta^n_k), "Class-Balanced Loss
+    Based on Effective Number of Samples", Cui et al., arXiv 1901.05555), scaled to mean 1,
+    on every head, from the train manifest's class counts (``set_class_counts``, called by
+    build_datasets); each utterance weighs its target's weight (weighted mean).
     Every weight and ASL parameter comes from YAML.
     """
 
