@@ -78,7 +78,10 @@ def training_crop(sig, sample_rate, crop_seconds, speech=None, name="signal"):
 
 
 def crop_window(duration, crop_seconds):
-    """(start_s, dur_s) of a random training crop, or (None, None): the whole utterance."""
+    """(start_s, dur_s) of a random training crop, or (None, None): the whole utterance.
+    Crops draw from python's ``random`` (saved in every checkpoint, recipes/checkpoint.py
+    RandomState), never from torch's: after an intra-epoch recovery the torch state is
+    restored only at the next training step."""
     if crop_seconds is not None and duration > crop_seconds:
         return random.uniform(0.0, duration - crop_seconds), crop_seconds
     return None, None
