@@ -1,5 +1,6 @@
 """Test utterances whose audio cannot be read at evaluation are dropped from their batch;
-results.json and results.md say how many of the manifest's rows were scored and which not."""
+results.json and results.md say how many of the manifest's rows were scored and which not.
+The training log names true paths only."""
 
 import csv
 import json
@@ -9,7 +10,10 @@ from conftest import run_train
 
 def test_unreadable_test_file_is_reported(tmp_path):
     out, data = tmp_path / "out", tmp_path / "demo"
-    run_train(out, data, "--number_of_epochs=1")
+    log = run_train(out, data, "--number_of_epochs=1")
+    # log lines that are true: where the checkpoint is, no staging path, no torchvision noise
+    assert f"Saved an end-of-epoch checkpoint in {out / 'save' / 'CKPT+'}" in log
+    assert ".staging" not in log and "torchvision" not in log
     with open(out / "manifests" / "test.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     first = json.loads((out / "results.json").read_text())["test"]
