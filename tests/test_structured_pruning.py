@@ -174,3 +174,34 @@ def test_prune_structured_probe_stop_keeps_the_unpruned_model(tiny_run, tmp_path
     model, unpruned = ProfilerModel.from_folder(str(out)), ProfilerModel.from_folder(str(model_folder))
     assert [p.shape for p in model.encoder.parameters()] == [p.shape for p in unpruned.encoder.parameters()]
     assert len(list((out / "save").glob("CKPT+*"))) == 1
+
+
+def test_prune_structured_killed_mid_round_resumes_at_the_pruned_widths(tiny_run, tmp_path):
+    """SIGKILL in round 2 after an intra-epoch checkpoint: the same command resumes with
+    round 2's widths (restored before the weights and the optimizer), without pruning again."""
+    import re
+    import signal
+
+    from recipes.inference import ProfilerModel
+
+    _, model_folder = tiny_run
+    out = tmp_path / "killed"
+    args = [sys.executable, "prune.py", "hparams/demo_prune_structured.yaml", f"--model_folder={model_folder}",
+            f"--output_folder={out}", "--max_rounds=2", "--f1_tolerance=1.0", "--ckpt_interval_steps=1",
+            "--latency_batches=[1,2]", "--latency_seconds=1.0", "--latency_repeats=1", "--noprogressbar"]
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PROFILING_KILL_AT": "2:2"})
+    assert res.returncode == -signal.SIGKILL, res.stdout[-2000:] + res.stderr[-2000:]
+    pruned_to = int(re.search(r"structured pruning round 2 .* -> (\d+) parameters", res.stdout + res.stderr).group(1))
+    latest = max((out / "save").glob("CKPT+*"), key=lambda p: p.stat().st_mtime)
+    at_kill = torch.load(latest / "encoder.ckpt", map_location="cpu")
+    log = _prune(model_folder, out, "--max_rounds=2", "--f1_tolerance=1.0")
+    assert "structured pruning round" not in log
+    assert [r["round"] for r in _rounds(out)] == ["1", "2"]
+    encoder = ProfilerModel.from_folder(str(out)).encoder
+    assert sum(p.numel() for p in encoder.parameters()) == pruned_to
+    # the resumed steps trained the encoder's resized tensors (not stale ones held by an optimizer
+    # built before the checkpoint resized them)
+    unpruned = dict(ProfilerModel.from_folder(str(model_folder)).encoder.named_parameters())
+    resized = [n for n, p in encoder.named_parameters() if p.shape != unpruned[n].shape]
+    assert resized and all(not torch.equal(encoder.get_parameter(n), at_kill[n]) for n in resized)
