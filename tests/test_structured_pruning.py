@@ -47,12 +47,13 @@ def _layer_weights(enc):
     return [m.weight for m in enc.modules() if isinstance(m, S.LAYERS)]
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_pruned_encoder_is_smaller_dense_and_equals_its_masked_twin(name):
+@pytest.mark.parametrize("name,criterion,global_pruning", [("ecapa", "l2", False), ("resnet", "l2", False),
+                                                          ("ecapa", "bn_scale", True), ("resnet", "l1", True)])
+def test_pruned_encoder_is_smaller_dense_and_equals_its_masked_twin(name, criterion, global_pruning):
     enc = _encoder(name)
     unpruned = copy.deepcopy(enc)
     plan = []
-    S.prune_channels(enc, _example(), 0.5, S._criterion("l2"), plan=plan)
+    S.prune_channels(enc, _example(), 0.5, S._criterion(criterion), global_pruning=global_pruning, plan=plan)
     assert enc.n_params() < 0.7 * unpruned.n_params()
     assert all(int(torch.count_nonzero(w)) == w.numel() for w in _layer_weights(enc))  # dense: nothing masked
     x, lens = _example(batch=3, frames=80, seed=1)
