@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Iterative global magnitude pruning of a trained model (paper 002, Sections II-C, IV-C).
 
-    python prune.py hparams/speechocean762/ecapa_cpu_prune.yaml --model_folder=<train.py output folder>
+    python prune.py hparams/speechocean762/prune.yaml --model_folder=<train.py output folder>   # 002 schedule
+    python prune.py hparams/speechocean762/prune_sparsity.yaml --model_folder=...             # share of weights
 
 The architecture, weights, label space and data split come from the model folder (any
 train.py output: ECAPA or ResNet, core, logit-KD or LCMR student). Rounds of prune +
