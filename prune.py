@@ -29,7 +29,6 @@ import sys
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from recipes.brains.pruning import TASK_KEYS, PruningBrain
 from recipes.brains.structured_pruning import StructuredPruningBrain, structured_pruner, write_pruned_inference_yaml
@@ -41,7 +40,8 @@ from recipes.evaluation import mean_f1, write_predictions, write_results
 from recipes.experiment import build_datasets
 from recipes.inference import SpeakerProfiler
 from recipes.labels import LabelError
-from recipes.recipe_yaml import open_recipe, save_hyperparams
+from recipes.options import OptionError, load_checked
+from recipes.recipe_yaml import save_hyperparams
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def export(model, pruner, hparams, brain):
         "model_folder": os.path.abspath(hparams["model_folder"]), "reference_valid": hparams["reference"],
         "final_round": final["good_round"], "stopped_at_round": final.get("stopped_at_round"),
         "final_valid_mean_f1": final["mean_f1"], "sparsity_pruned_layers": pruner.sparsity(),
-        "method": hparams.get("prune_method", "magnitude"),
+        "method": hparams["prune_method"],
         "params": params, "nonzero_params": nonzero, "compression": params / max(nonzero, 1),
         "dense_file_bytes": dense_file_bytes(model), "sparse_file_bytes": sparse_bytes,
         "sparse_layers": n_sparse, "max_abs_diff_reloaded": diff_file, "max_abs_diff_sparse_compute": diff_sparse,
@@ -144,15 +144,15 @@ def write_report(s, out):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open_recipe(hparams_file) as f:  # with the blocks it extends (recipes/recipe_yaml.py)
-        hparams = load_hyperpyyaml(f, overrides)
+    # the recipe with the blocks it extends (recipes/recipe_yaml.py); unknown keys are errors
+    hparams = load_checked(hparams_file, overrides)
     model = load_model(hparams)
     out = hparams["output_folder"]
     sb.create_experiment_directory(experiment_directory=out, overrides=overrides)
     save_hyperparams(hparams_file, overrides, out)
     shutil.copyfile(os.path.join(hparams["model_folder"], "inference.yaml"), os.path.join(out, "inference.yaml"))
     datasets = build_datasets(hparams)
-    structured = hparams.get("prune_method", "magnitude") == "structured"  # whole channels: a smaller dense encoder
+    structured = hparams["prune_method"] == "structured"  # whole channels: a smaller dense encoder
     if structured:
         pruner, brain_class = structured_pruner(model, hparams), StructuredPruningBrain
         first, last = {"structure": pruner}, {}  # the pruned shapes are restored before the weights
@@ -180,5 +180,5 @@ def main(argv):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ManifestError, LabelError, FileNotFoundError, ValueError) as err:  # bad input: a clear message
+    except (ManifestError, LabelError, FileNotFoundError, ValueError, OptionError) as err:  # bad input: a clear message
         sys.exit(f"error: {err}")

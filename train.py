@@ -17,7 +17,6 @@ import sys
 
 import torch
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from recipes.evaluation import add_coverage, write_predictions, write_results
@@ -26,7 +25,8 @@ from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs,
                                 write_inference_yaml)
 from recipes.interface import export_pretrained
 from recipes.labels import LabelError
-from recipes.recipe_yaml import open_recipe, save_hyperparams
+from recipes.options import OptionError, load_checked
+from recipes.recipe_yaml import save_hyperparams
 from recipes.run_lock import RunLockError, lock_output_folder
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
-    with open_recipe(hparams_file) as f:  # with the blocks it extends (recipes/recipe_yaml.py)
-        hparams = load_hyperpyyaml(f, overrides)
+    # the recipe with the blocks it extends (recipes/recipe_yaml.py); unknown keys are errors
+    hparams = load_checked(hparams_file, overrides)
     lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
     run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
@@ -55,7 +55,7 @@ def main(argv):
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     if sb.utils.distributed.if_main_process():
         test_ids = [row["ID"] for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
-                    for _, row in read_rows(path, hparams.get("missing_labels", "error"))]
+                    for _, row in read_rows(path, hparams["missing_labels"])]
         add_coverage(brain.test_results, test_ids, brain.test_collector.ids)  # rows not scored
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
@@ -78,5 +78,5 @@ def close_distributed():
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ManifestError, LabelError, RunLockError) as err:  # bad input: a clear message, no traceback
+    except (ManifestError, LabelError, RunLockError, OptionError) as err:  # bad input: a clear message, no traceback
         sys.exit(f"error: {err}")

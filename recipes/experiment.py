@@ -14,6 +14,7 @@ from speechbrain.utils.distributed import run_on_main
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
+from recipes.options import with_defaults
 from recipes.recipe_yaml import open_recipe
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def pooled_manifest_paths(hparams):
     """split -> list of manifests: ``manifest_folder``'s, then those of every folder in
     ``pooled_manifest_folders`` (other prepared corpora, trained on together under the
     recipe's label space)."""
-    folders = [hparams["manifest_folder"]] + list(hparams.get("pooled_manifest_folders") or [])
+    folders = [hparams["manifest_folder"]] + list(with_defaults(hparams)["pooled_manifest_folders"] or [])
     return {s: [os.path.join(f, f"{s}.csv") for f in folders] for s in SPLITS}
 
 
@@ -43,8 +44,9 @@ def build_datasets(hparams):
     Pooled corpora (``pooled_manifest_folders``) are one dataset per split; with
     ``missing_labels: mask`` a corpus may lack a label (no loss on that head). The train
     split's class counts set the objective's class weights (``class_weighting``)."""
+    with_defaults(hparams)  # the optional keys a recipe left out (recipes/options.py)
     pooled = pooled_manifest_paths(hparams)
-    missing = hparams.get("missing_labels", "error")
+    missing = hparams["missing_labels"]
     ls, sr = hparams["label_space"], hparams["sample_rate"]
     rows = {s: [] for s in SPLITS}
     for corpus in range(len(pooled["train"])):
@@ -56,22 +58,22 @@ def build_datasets(hparams):
             logger.info("%s: %d utterances, %d speakers", path, len(corpus_rows[split]),
                         len({r['spk_id'] for r in corpus_rows[split]}))
         check_speaker_disjoint(paths, corpus_rows)  # speaker IDs are per corpus
-    objective = hparams.get("objective")
+    objective = hparams["objective"]
     if hasattr(objective, "set_class_counts"):
         objective.set_class_counts(class_counts(rows["train"], ls))
     paths = pooled if len(pooled["train"]) > 1 else manifest_paths(hparams)
     # optional degraded domain (student of MKD): channel on train/valid, and on test
-    train_ch, test_ch = hparams.get("train_channel"), hparams.get("test_channel")
-    noise = dict(label_noise_rate=hparams.get("label_noise_rate", 0.0),
-                 label_noise_seed=hparams.get("seed", 0))
-    if hparams.get("use_shards"):
+    train_ch, test_ch = hparams["train_channel"], hparams["test_channel"]
+    noise = dict(label_noise_rate=hparams["label_noise_rate"],
+                 label_noise_seed=hparams["seed"])
+    if hparams["use_shards"]:
         if len(pooled["train"]) > 1:
             raise ValueError("use_shards needs one corpus (manifest_folder); pooled_manifest_folders "
-                             f"{hparams.get('pooled_manifest_folders')} is set")
+                             f"{hparams['pooled_manifest_folders']} is set")
         return build_shard_datasets(hparams, train_ch, test_ch, noise)
     return {
         "train": make_dataset(paths["train"], ls, sr, crop_seconds=hparams["crop_seconds"],
-                              channel=train_ch, **noise),
+                              channel=train_ch, speech=hparams["speech"], **noise),
         "valid": make_dataset(paths["valid"], ls, sr, sort=True, channel=train_ch),
         "test": make_dataset(paths["test"], ls, sr, sort=True, channel=test_ch),
     }
@@ -82,13 +84,13 @@ def build_shard_datasets(hparams, train_ch, test_ch, noise):
 
     folder, ls, sr = hparams["shard_folder"], hparams["label_space"], hparams["sample_rate"]
     run_on_main(prepare_shards, args=[hparams["manifest_folder"], folder, sr],
-                kwargs={"samples_per_shard": hparams.get("samples_per_shard", 1000),
-                        "seed": hparams.get("seed", 0)})
+                kwargs={"samples_per_shard": hparams["samples_per_shard"],
+                        "seed": hparams["seed"]})
     split = lambda s: os.path.join(folder, s)  # noqa: E731
     return {
         "train": make_shard_dataset(split("train"), ls, sr, train=True, crop_seconds=hparams["crop_seconds"],
-                                    channel=train_ch, shuffle_buffer=hparams.get("shard_shuffle_buffer", 1000),
-                                    seed=hparams.get("seed", 0), **noise),
+                                    channel=train_ch, shuffle_buffer=hparams["shard_shuffle_buffer"],
+                                    seed=hparams["seed"], **noise),
         "valid": make_shard_dataset(split("valid"), ls, sr, channel=train_ch),
         "test": make_shard_dataset(split("test"), ls, sr, channel=test_ch),
     }
@@ -102,22 +104,23 @@ def loader_kwargs(hparams, datasets):
     ``duration`` column, capped at ``crop_seconds`` for training; training drops the
     leftover examples of each bucket, ``drop_last``); with shards, no
     ``shuffle`` (the shard pipeline shuffles)."""
+    with_defaults(hparams)
     train, evals = dict(hparams["train_dataloader_opts"]), dict(hparams["eval_dataloader_opts"])
-    balance_by = hparams.get("balance_sampling_by") or []
+    balance_by = hparams["balance_sampling_by"] or []
     if balance_by:
-        if hparams.get("use_shards") or hparams.get("dynamic_batching"):
+        if hparams["use_shards"] or hparams["dynamic_batching"]:
             raise ValueError(f"balance_sampling_by {list(balance_by)} needs the file-based datasets with "
                              "fixed-size batches (use_shards: False, dynamic_batching: False)")
         train.pop("shuffle", None)  # the sampler draws the order
         train["sampler"] = balanced_sampler(
-            datasets["train"], hparams["label_space"], balance_by, hparams.get("balanced_epoch_size"),
-            seed=hparams.get("seed", 0), epoch_counter=hparams.get("epoch_counter"))
-    if hparams.get("use_shards"):
-        if hparams.get("dynamic_batching"):
+            datasets["train"], hparams["label_space"], balance_by, hparams["balanced_epoch_size"],
+            seed=hparams["seed"], epoch_counter=hparams["epoch_counter"])
+    if hparams["use_shards"]:
+        if hparams["dynamic_batching"]:
             raise ValueError("dynamic_batching needs the file-based datasets (use_shards: False)")
         train.pop("shuffle", None)
         return {"train": train, "valid": evals, "test": evals}
-    if not hparams.get("dynamic_batching"):
+    if not hparams["dynamic_batching"]:
         return {"train": train, "valid": evals, "test": evals}
     opts = hparams["dynamic_batch_sampler"]
 
@@ -127,7 +130,7 @@ def loader_kwargs(hparams, datasets):
             datasets[split], max_batch_length=opts["max_batch_length"], num_buckets=opts["num_buckets"],
             length_func=functools.partial(utterance_seconds, cap=cap), shuffle=is_train and opts["shuffle"],
             batch_ordering=opts["batch_ordering"] if is_train else "descending",
-            max_batch_ex=opts.get("max_batch_ex"), seed=hparams.get("seed", 42),
+            max_batch_ex=opts.get("max_batch_ex"), seed=hparams["seed"],
             drop_last=is_train and opts.get("drop_last", True))  # no 1-utterance BatchNorm batch
         return {"batch_sampler": sampler, "num_workers": base.get("num_workers", 0),
                 "collate_fn": base.get("collate_fn")}
@@ -161,7 +164,7 @@ def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS):
 def init_from_folder(hparams):
     """Fine-tuning (paper 004 "F/T" rows): start from the best checkpoint of another
     output folder (``init_from`` in YAML) unless this run already has its own checkpoint."""
-    src = hparams.get("init_from")
+    src = hparams["init_from"]
     if not src:
         return False
     from speechbrain.utils.checkpoints import Checkpointer

@@ -49,9 +49,13 @@ def open_recipe(path):
 
 
 def load_recipe(path, overrides=None, **kwargs):
-    """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text)."""
+    """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text),
+    with the optional keys it leaves out at their declared default (recipes/options.py; the
+    strict key check is ``recipes.options.load_checked``, used by the entry scripts)."""
+    from recipes.options import with_defaults
+
     with open_recipe(path) as f:
-        return load_hyperpyyaml(f, overrides, **kwargs)
+        return with_defaults(load_hyperpyyaml(f, overrides, **kwargs))
 
 
 def save_hyperparams(path, overrides, folder):

@@ -64,7 +64,7 @@ class MKDBrain(ProfilingBrain):
         super().on_fit_start()
         self._load_teacher()
         self.cache = {}
-        if self.teacher is not None and getattr(self.hparams, "teacher_cache", False):
+        if self.teacher is not None and self.hparams.teacher_cache:
             self.cache = self._train_cache()
 
     def on_evaluate_start(self, max_key=None, min_key=None):
@@ -79,7 +79,7 @@ class MKDBrain(ProfilingBrain):
             self.teacher = getattr(self, "teacher", None)
             return
         self.teacher = frozen_teacher(self.hparams.teacher_folder, self.device)
-        if getattr(self.hparams, "teacher_adapt_norm", False):
+        if self.hparams.teacher_adapt_norm:
             path = os.path.join(self.hparams.output_folder, TEACHER_NORM)
             if not os.path.isfile(path):
                 adapt_normalizer(self.teacher, self._whole_train_loader(), self.device)
@@ -94,7 +94,7 @@ class MKDBrain(ProfilingBrain):
     def _whole_train_loader(self):
         """The student's training utterances, whole, through its (deterministic) channel."""
         data = make_dataset(self._train_csv(), self.hparams.label_space, self.hparams.sample_rate, sort=True,
-                            channel=getattr(self.hparams, "train_channel", None))
+                            channel=self.hparams.train_channel)
         return make_dataloader(data, **self.hparams.eval_dataloader_opts)
 
     def _train_cache(self):
@@ -102,9 +102,9 @@ class MKDBrain(ProfilingBrain):
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
         train_csv = self._train_csv()
-        channel = getattr(self.hparams, "train_channel", None)
+        channel = self.hparams.train_channel
         teacher_id = [os.path.abspath(self.hparams.teacher_folder),
-                      bool(getattr(self.hparams, "teacher_adapt_norm", False)),
+                      bool(self.hparams.teacher_adapt_norm),
                       os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(channel)]
         if os.path.isfile(path):
             saved = torch.load(path)

@@ -78,12 +78,12 @@ class ProfilingBrain(sb.Brain):
         wavs, lens = batch.sig
         wavs, lens = wavs.to(self.device), lens.to(self.device)
         train = stage == sb.Stage.TRAIN
-        if train and getattr(self.hparams, "wav_augment", None) is not None:
+        if train and self.hparams.wav_augment is not None:
             wavs, lens = self.hparams.wav_augment(wavs, lens)
         feats = self.modules.compute_features(wavs)
         feats = self.modules.mean_var_norm(feats, lens, epoch=self.hparams.epoch_counter.current)
         if train:
-            for aug in getattr(self.hparams, "feat_augment", None) or []:
+            for aug in self.hparams.feat_augment or []:
                 feats = aug(feats)
         return feats, lens
 
