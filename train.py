@@ -23,6 +23,7 @@ from recipes.evaluation import add_coverage, write_predictions, write_results
 from recipes.data.manifest import ManifestError, read_rows
 from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs, pooled_manifest_paths,
                                 write_inference_yaml)
+from recipes.group_errors import append_markdown, run_group_errors
 from recipes.interface import export_pretrained
 from recipes.labels import LabelError
 from recipes.options import OptionError, load_checked
@@ -41,7 +42,8 @@ def main(argv):
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
     run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
     out = hparams["output_folder"]
-    run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")])
+    run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")],
+                kwargs={"head_input": hparams["head_input"]})
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(hparams)
     loaders = loader_kwargs(hparams, datasets)
@@ -54,11 +56,14 @@ def main(argv):
               train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     if sb.utils.distributed.if_main_process():
-        test_ids = [row["ID"] for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
-                    for _, row in read_rows(path, hparams["missing_labels"])]
-        add_coverage(brain.test_results, test_ids, brain.test_collector.ids)  # rows not scored
+        test_rows = [row for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
+                     for _, row in read_rows(path, hparams["missing_labels"])]
+        add_coverage(brain.test_results, [r["ID"] for r in test_rows], brain.test_collector.ids)  # rows not scored
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
+        groups = run_group_errors(out, test_rows, hparams["label_space"], hparams.get("group_min_count", 1))
+        brain.test_results["groups"] = groups  # per gender x age group (language, channel) errors and gaps
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
+        table += "\n\n" + append_markdown(out, groups)
         print(f"\nResults ({out}/results.json):\n{table}")
         try:
             export_pretrained(out)  # <out>/pretrained: speechbrain.inference / foreign_class
