@@ -1,8 +1,11 @@
 """Data preparation chosen by YAML: the speechocean762 folder, or, when ``input_csv`` is
 set, an in-house CSV corpus (local/prepare_csv.py), e.g. for the F/T rows of paper 004:
 
-    python train.py hparams/speechocean762/ecapa_cpu_mkd.yaml --input_csv=calls.csv \
-        --init_from=<student output folder> --output_folder=<new folder>
+    python train.py hparams/speechocean762/mkd.yaml --data_folder=../shared/data/speechocean762-8k \
+        --input_csv=calls.csv --init_from=<student output folder> --output_folder=<new folder>
+
+(``data_folder`` is a required key of the speechocean762 recipes; it is not read when
+``input_csv`` is set.)
 """
 
 import os
