@@ -14,7 +14,8 @@ Writes into --out:
   export.json       inputs/outputs, class names, parity with PyTorch, int8 accuracy change
 Every graph takes wavs (batch, samples) float32 at the model's sample rate and lengths
 (batch,) relative in (0, 1], and returns gender, age_sup, age_sub probabilities and the
-embedding.
+embedding; a model trained with age_regression also returns age_years (batch, 1 or 2: years,
+and sigma with age_loss: gaussian_nll).
 """
 
 import argparse
@@ -24,7 +25,7 @@ import sys
 
 import torch
 
-from recipes.deploy import (INPUTS, OUTPUTS, ExportableProfiler, example_input, manifest_accuracy,
+from recipes.deploy import (INPUTS, ExportableProfiler, example_input, manifest_accuracy,
                             max_abs_diff, onnx_session, quantize_int8, quantize_onnx_int8, run_onnx,
                             to_exported_program, to_onnx, to_torchscript)
 from recipes.interface import SpeakerProfilerInterface, export_pretrained
@@ -57,7 +58,7 @@ def export(args):
     with torch.no_grad():
         ref = model(*check)
     ls = profiler.label_space
-    report = {"sample_rate": sr, "inputs": list(INPUTS), "outputs": list(OUTPUTS),
+    report = {"sample_rate": sr, "inputs": list(INPUTS), "outputs": list(model.outputs),
               "classes": {"gender": list(ls.genders), "age_sup": list(ls.age_sup), "age_sub": list(ls.age_sub)},
               "max_abs_diff_vs_pytorch": {}}
     export_pretrained(args.folder, args.out)

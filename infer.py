@@ -4,7 +4,8 @@ probability. Long files are cut into windows whose probabilities are averaged (m
 speech windows' probabilities); silence-only windows are skipped; a file with no speech is
 reported as silent. The age pair printed is the best-scoring pair that respects the label
 hierarchy (age-sub inside age-sup); when the two heads' own argmaxes disagree, the table
-says so and the JSON keeps them (age_sup_raw, age_sub_raw, hierarchy_adjusted).
+says so and the JSON keeps them (age_sup_raw, age_sub_raw, hierarchy_adjusted). A model with
+an age head (age_regression) also prints the age in years (and +- its sigma, if predicted).
 
 With --json every input gets one record; an input that cannot be read (missing file, a
 directory, unreadable audio) gets {"file": ..., "error": "..."}. The exit code is 1 when
@@ -56,10 +57,20 @@ def overrides_from(args):
     return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not UNSET}
 
 
+def age_cell(res):
+    """[years (+- sigma)] of the age head, [] for a model without one."""
+    if "age_years" not in res:
+        return []
+    if res["age_years"] is None:
+        return ["-"]
+    sigma = res.get("age_sigma")
+    return [f"{res['age_years']:.1f}" + (f"+-{sigma:.1f}" if sigma is not None else "")]
+
+
 def table_row(path, res):
     if res["silent"]:
-        return "\t".join([path] + ["-"] * 6 + [f"0/{res['n_windows']}", "silent"])
-    cells = [f"{res[t]['label']}\t{res[t]['prob']:.3f}" for t in TASKS]
+        return "\t".join([path] + ["-"] * 6 + age_cell(res) + [f"0/{res['n_windows']}", "silent"])
+    cells = [f"{res[t]['label']}\t{res[t]['prob']:.3f}" for t in TASKS] + age_cell(res)
     note = (f"\thierarchy-adjusted (raw: {res['age_sup_raw']} / {res['age_sub_raw']})"
             if res["hierarchy_adjusted"] else "")
     return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"]) + note
@@ -89,7 +100,8 @@ def main(argv=None):
         sys.exit(f"error: {err}")
     failed = 0
     if not args.json:
-        print("file\tgender\tp\tage_sup\tp\tage_sub\tp\tspeech_windows")
+        age = "\tage_years" if getattr(profiler.model.heads, "age", None) is not None else ""
+        print(f"file\tgender\tp\tage_sup\tp\tage_sub\tp{age}\tspeech_windows")
     for path in args.files:
         error = input_error(path)
         if error is None:

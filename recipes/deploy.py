@@ -3,7 +3,8 @@
 ``ExportableProfiler`` is the whole model in one module: waveform ``wavs`` (batch, samples),
 float32 at the model's sample rate, and relative lengths ``lengths`` (batch,) in (0, 1]
 (1.0 = the whole row; padded rows are shorter) -> ``gender``, ``age_sup``, ``age_sub``
-probabilities (batch, classes) and ``embedding`` (batch, emb_dim). Fbank, the global
+probabilities (batch, classes) and ``embedding`` (batch, emb_dim), then, for a model with an
+age head, ``age_years`` (batch, 1) years, or (batch, 2) years and sigma. Fbank, the global
 feature normalisation, the encoder and the heads (and an MKD student's teacher, when its
 heads read [student; teacher]) are all inside the graph: the Fbank STFT exports as the ONNX
 ``STFT`` operator (opset >= 17), so an ONNX runtime takes raw audio too.
@@ -27,19 +28,25 @@ from speechbrain.dataio import dataio as sb_dataio
 from recipes.data.audio import AudioError, load_audio
 
 OUTPUTS = ("gender", "age_sup", "age_sub", "embedding")
+AGE_OUTPUT = "age_years"  # the age head's output (recipes/age.py), last, when the model has one
 INPUTS = ("wavs", "lengths")
 
 
 class ExportableProfiler(torch.nn.Module):
-    """(wavs, lengths) -> (gender, age_sup, age_sub probabilities, embedding); see the module doc."""
+    """(wavs, lengths) -> (gender, age_sup, age_sub probabilities, embedding[, age_years]);
+    see the module doc. ``outputs``: the output names, in order."""
 
     def __init__(self, profiler):
         super().__init__()
         self.profiler = profiler
         self.sample_rate = profiler.sample_rate
+        self.has_age = getattr(profiler.heads, "age", None) is not None
+        self.outputs = OUTPUTS + ((AGE_OUTPUT,) if self.has_age else ())
 
     def forward(self, wavs, lengths):
         probs, emb = self.profiler(wavs, lengths)
+        if self.has_age:
+            return probs["gender"], probs["age_sup"], probs["age_sub"], emb, probs[AGE_OUTPUT]
         return probs["gender"], probs["age_sup"], probs["age_sub"], emb
 
 
@@ -105,7 +112,8 @@ def to_onnx(model, example, path, opset=18):
     """ONNX export (torch.export based), dynamic batch and length (see ``dynamic_shapes``)."""
     with traceable_masks(), torch.no_grad():
         torch.onnx.export(model.eval(), example, path, dynamo=True, opset_version=opset, verbose=False,
-                          input_names=list(INPUTS), output_names=list(OUTPUTS), external_data=False,
+                          input_names=list(INPUTS), output_names=list(getattr(model, "outputs", OUTPUTS)),
+                          external_data=False,
                           dynamic_shapes=dynamic_shapes(model.sample_rate))
     return path
 

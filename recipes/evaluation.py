@@ -1,7 +1,8 @@
 """Evaluation: macro P/R/F1 and accuracy per task (paper 004 Table 1), the mean absolute
 class error (MACE) of the ordered age groups, confusion matrices, hierarchy consistency,
 results.json, a readable table and a PNG plot. A target of -1 (a label the utterance's
-corpus does not have) is left out of that task's scores."""
+corpus does not have) is left out of that task's scores. With the age head, its MAE / RMSE
+tables and derived groups (recipes/age_evaluation.py) join them."""
 
 import json
 import os
@@ -9,6 +10,9 @@ import os
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from recipes.age import AGE_KEY, derived_sub_index, split_age_output
+from recipes.age_evaluation import age_results, age_table
 
 TASKS = ("gender", "age_sup", "age_sub")
 AGE_TASKS = ("age_sup", "age_sub")  # ordered groups (label-space order): MACE is defined
@@ -22,12 +26,25 @@ class PredictionCollector:
         self.pred = {t: [] for t in TASKS}
         self.true = {t: [] for t in TASKS}
         self.ids = []
+        self.age_pred, self.age_true = [], []  # the age head: (batch, 1 or 2) years, (batch, 2) bounds
 
     def append(self, ids, logits, targets):
         self.ids.extend(ids)
         for t in TASKS:
             self.pred[t].append(logits[t].argmax(-1).detach().cpu())
             self.true[t].append(targets[t].detach().cpu())
+        if AGE_KEY in logits and AGE_KEY in targets:
+            self.age_pred.append(logits[AGE_KEY].detach().float().cpu())
+            self.age_true.append(targets[AGE_KEY].detach().float().cpu())
+
+    def age_arrays(self):
+        """(years, sigma or None, lower, upper) arrays, or None without an age head."""
+        if not self.age_pred:
+            return None
+        years, sigma = split_age_output(torch.cat(self.age_pred))
+        bounds = torch.cat(self.age_true)
+        return (years.numpy(), None if sigma is None else sigma.numpy(), bounds[:, 0].numpy(),
+                bounds[:, 1].numpy())
 
     def arrays(self):
         cat = lambda xs: torch.cat(xs).numpy() if xs else np.zeros(0, dtype=int)  # noqa: E731
@@ -72,6 +89,11 @@ def compute_results(collector, label_space):
     out["hierarchy_consistency"] = hierarchy_consistency(pred["age_sub"], pred["age_sup"],
                                                          label_space.parent_index())
     out["n_utterances"] = int(len(true["gender"]))
+    age = collector.age_arrays()
+    if age is not None:
+        years, sigma, lower, upper = age
+        out[AGE_KEY] = age_results(years, lower, upper, true["gender"], true["age_sub"], pred["age_sub"],
+                                   pred["age_sup"], label_space, sigma)
     return out
 
 
@@ -98,6 +120,8 @@ def results_table(results, title="test"):
                      f"{100 * m['f1']:.2f} | {100 * m['accuracy']:.2f} | {err} |")
     lines.append(f"\nhierarchy consistency: {100 * results['hierarchy_consistency']:.2f}% "
                  f"({results['n_utterances']} utterances)")
+    if AGE_KEY in results:
+        lines += [""] + age_table(results[AGE_KEY])
     if "n_manifest_rows" in results:
         lines.append(f"\nscored {results['n_scored']} of the manifest's {results['n_manifest_rows']} rows")
         if results["not_scored"]:  # audio that failed to load (warnings in the log)
@@ -151,13 +175,29 @@ def write_results(output_folder, stage_results, label_space):
 
 
 def write_predictions(path, collector, label_space):
-    """Per-utterance CSV: id, then true and predicted label names of each task."""
+    """Per-utterance CSV: id, then true and predicted label names of each task; with the age
+    head also age_pred (years), age_sigma (gaussian_nll), age_true (exact ages), age_lo /
+    age_hi (age-group-only rows: the bin) and age_sub_from_years (the derived group)."""
     import csv
 
     pred, true = collector.arrays()
     names = {"gender": label_space.genders, "age_sup": label_space.age_sup, "age_sub": label_space.age_sub}
+    age = collector.age_arrays()
+    age_cols = []
+    if age is not None:
+        years, sigma, lower, upper = age
+        derived = derived_sub_index(years, label_space).tolist() if len(years) else []
+        age_cols = ["age_pred"] + (["age_sigma"] if sigma is not None else []) + [
+            "age_true", "age_lo", "age_hi", "age_sub_from_years"]
+    num = lambda x: "" if np.isnan(x) else f"{x:.2f}"  # noqa: E731
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["ID"] + [f"{t}_{k}" for t in TASKS for k in ("true", "pred")])
+        w.writerow(["ID"] + [f"{t}_{k}" for t in TASKS for k in ("true", "pred")] + age_cols)
         for i, uid in enumerate(collector.ids):
-            w.writerow([uid] + [names[t][a[t][i]] if a[t][i] != MISSING else "" for t in TASKS for a in (true, pred)])
+            row = [names[t][a[t][i]] if a[t][i] != MISSING else "" for t in TASKS for a in (true, pred)]
+            if age is not None:
+                exact = lower[i] == upper[i]
+                row += [num(years[i])] + ([num(sigma[i])] if sigma is not None else []) + [
+                    num(lower[i]) if exact else "", "" if exact else num(lower[i]),
+                    "" if exact else num(upper[i]), label_space.age_sub[derived[i]]]
+            w.writerow([uid] + row)

@@ -1,7 +1,10 @@
 """Task heads: one dense block per task (Linear, BatchNorm, LeakyReLU, Dropout), then a
-classifier, for gender, age super-group and age sub-group (paper 004, Section 4)."""
+classifier, for gender, age super-group and age sub-group (paper 004, Section 4); optionally
+an age-in-years regression head beside them (recipes/age.py)."""
 
 import torch
+
+from recipes.age import AGE_KEY, AGE_LOSSES, AgeHead
 
 
 class TaskHead(torch.nn.Module):
@@ -27,21 +30,34 @@ class TaskHead(torch.nn.Module):
 
 
 class ProfilingHeads(torch.nn.Module):
-    """The three heads on a shared embedding; class counts come from the LabelSpace."""
+    """The three heads on a shared embedding; class counts come from the LabelSpace.
+
+    ``age_regression: True`` adds ``age`` (recipes.age.AgeHead: years, and sigma with
+    ``age_loss: gaussian_nll``); off, the module and its state dict are the three heads only
+    (older checkpoints load)."""
 
     tasks = ("gender", "age_sup", "age_sub")
 
-    def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False):
+    def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False,
+                 age_regression=False, age_loss="l1", age_center=40.0, age_scale=20.0, age_min_sigma=1.0):
         super().__init__()
         sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup,
                  "age_sub": label_space.n_sub}
         self.heads = torch.nn.ModuleDict(
             {t: TaskHead(input_size, sizes[t], hidden_size, dropout, layer_norm) for t in self.tasks})
+        if age_loss not in AGE_LOSSES:
+            raise ValueError(f"heads: unknown age_loss {age_loss!r} (use one of {AGE_LOSSES})")
+        self.age = (AgeHead(input_size, hidden_size, dropout, layer_norm, age_loss == "gaussian_nll",
+                            age_center, age_scale, age_min_sigma) if age_regression else None)
 
     def forward(self, emb):
-        """emb (batch, input_size) -> dict task -> logits (batch, n_classes)."""
-        return {t: self.heads[t](emb) for t in self.tasks}
+        """emb (batch, input_size) -> dict task -> logits (batch, n_classes); with the age
+        head also ``age_years`` -> (batch, 1 or 2): years [and sigma]."""
+        out = {t: self.heads[t](emb) for t in self.tasks}
+        if self.age is not None:
+            out[AGE_KEY] = self.age(emb)
+        return out
 
     def replacing_groups(self):
         """Module replacing (paper 003): each task head is one replaceable module."""
-        return [[f"heads.{t}"] for t in self.tasks]
+        return [[f"heads.{t}"] for t in self.tasks] + ([["age"]] if self.age is not None else [])

@@ -9,6 +9,7 @@ MKD / logit KD / LCMR, pruning, the random-init control of probing):
     from recipes.inference import ProfilerModel
     model = ProfilerModel.from_folder("results/demo/1234")      # best checkpoint, eval mode
     probs, emb = model(wavs, lengths)  # probs: {"gender": (batch, 2), "age_sup": ..., "age_sub": ...}
+    # with the age head also probs["age_years"]: (batch, 1) years, or (batch, 2) years and sigma
 """
 
 import os
@@ -84,8 +85,8 @@ class ProfilerModel(torch.nn.Module):
         emb = self.embed(wavs, lengths)
         if self.teacher is not None:
             emb = torch.cat([emb, self.teacher.embed(wavs, lengths)], dim=-1)
-        logits = self.heads(emb)
-        return {t: torch.softmax(v, dim=-1) for t, v in logits.items()}, emb
+        logits = self.heads(emb)  # the age head's years (and sigma), "age_years", pass through
+        return {t: v if t == "age_years" else torch.softmax(v, dim=-1) for t, v in logits.items()}, emb
 
 
 # The former name: exported folders' hyperparams.yaml files and older imports refer to it.

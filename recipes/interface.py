@@ -38,6 +38,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.checkpoints import Checkpointer
 
+from recipes.age import AGE_KEY
 from recipes.data.audio import load_audio
 from recipes.inference import TEACHER_NORM, load_normalizer
 from recipes.windows import speech_windows
@@ -140,7 +141,9 @@ class SpeakerProfilerInterface(Pretrained):
     - ``age_sup_raw``, ``age_sub_raw``: the argmax label of each age head on its own, and
       ``hierarchy_adjusted`` (bool): True when that raw pair broke the hierarchy (an age-sub
       outside the age-sup) and the age labels above were replaced by the consistent pair;
-    - ``embedding``: tensor (emb_dim,), None when silent.
+    - ``embedding``: tensor (emb_dim,), None when silent;
+    - with an age head (``age_regression``): ``age_years`` (float, mean over the windows) and
+      ``age_sigma`` (its predicted sigma in years, ``age_loss: gaussian_nll``; else None).
 
     Options (YAML, overridable): window_seconds, hop_seconds, silence_threshold_db,
     silence_floor_dbfs, window_batch_size. ``model`` is the network (recipes.inference.
@@ -248,6 +251,8 @@ class SpeakerProfilerInterface(Pretrained):
             p, e = self.mods.profiler(batch.to(self.device), (lens / lens.max()).to(self.device))
             for t in TASKS:
                 probs[t].append(p[t].float().cpu())
+            if AGE_KEY in p:  # (n, 1 or 2): years [and sigma], averaged like the probabilities
+                probs.setdefault(AGE_KEY, []).append(p[AGE_KEY].float().cpu())
             embs.append(e.float().cpu())
         if not embs:
             return {t: torch.zeros(0, len(self.class_names[t])) for t in TASKS}, torch.zeros(0, 0)
@@ -259,6 +264,8 @@ class SpeakerProfilerInterface(Pretrained):
         if probs is None:
             out.update({t: {"label": None, "prob": None, "probs": None} for t in TASKS})
             out.update(age_sup_raw=None, age_sub_raw=None, hierarchy_adjusted=False)
+            if getattr(self.model.heads, "age", None) is not None:
+                out.update(age_years=None, age_sigma=None)
             return out
         raw = {t: int(probs[t].argmax()) for t in TASKS}
         chosen = dict(raw)
@@ -271,4 +278,8 @@ class SpeakerProfilerInterface(Pretrained):
         out["age_sup_raw"] = self.class_names["age_sup"][raw["age_sup"]]
         out["age_sub_raw"] = self.class_names["age_sub"][raw["age_sub"]]
         out["hierarchy_adjusted"] = (raw["age_sup"], raw["age_sub"]) != (chosen["age_sup"], chosen["age_sub"])
+        if AGE_KEY in probs:
+            age = probs[AGE_KEY].tolist()
+            out["age_years"] = age[0]
+            out["age_sigma"] = age[1] if len(age) > 1 else None
         return out

@@ -114,6 +114,53 @@ def dependency_loss(sub_logits, sup_logits, sub_targets, sup_targets, parent,
     return masked_reduce(loss, valid, torch.zeros_like(sub_targets), None, reduction)
 
 
+def _interval_valid(lower, upper):
+    """(valid mask, lower, upper with NaN replaced by 0): a NaN bound is a missing age."""
+    valid = ~(torch.isnan(lower) | torch.isnan(upper))
+    return valid, torch.nan_to_num(lower), torch.nan_to_num(upper)
+
+
+def interval_l1_loss(pred, lower, upper, reduction="mean"):
+    """Interval (censored) L1: the distance from the predicted years to [lower, upper],
+    max(lower - y, 0) + max(y - upper, 0): 0 inside the interval, |y - age| for an exact
+    age (lower == upper). NaN bounds (missing age) add no loss and no gradient."""
+    valid, lower, upper = _interval_valid(lower, upper)
+    loss = F.relu(lower - pred) + F.relu(pred - upper)
+    return masked_reduce(loss, valid, torch.zeros_like(valid, dtype=torch.long), None, reduction)
+
+
+def interval_gaussian_nll(mu, sigma, lower, upper, reduction="mean"):
+    """Gaussian negative log-likelihood with interval censoring (the Tobit / interval-
+    censored likelihood): an exact age y gives log(sigma) + (y - mu)^2 / (2 sigma^2)
+    + log(2 pi) / 2; an interval [lower, upper] gives -log(Phi(b) - Phi(a)) with
+    a = (lower - mu) / sigma, b = (upper - mu) / sigma. NaN bounds are masked out."""
+    valid, lower, upper = _interval_valid(lower, upper)
+    point = lower == upper
+    point_nll = F.gaussian_nll_loss(mu, lower, sigma ** 2, full=True, reduction="none", eps=1e-6)
+    a, b = (lower - mu) / sigma, (upper - mu) / sigma
+    flip = a > 0  # right tail: Phi(b) - Phi(a) = Phi(-a) - Phi(-b), no cancellation near 1
+    hi, lo = torch.where(flip, -a, b), torch.where(flip, -b, a)
+    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    diff = torch.clamp(log_lo - log_hi, max=-1e-6)  # log(Phi(lo) / Phi(hi)) < 0
+    interval_nll = -(log_hi + torch.log(-torch.expm1(diff)))
+    loss = torch.where(point, point_nll, torch.where(valid & ~point, interval_nll, torch.zeros_like(mu)))
+    return masked_reduce(loss, valid, torch.zeros_like(valid, dtype=torch.long), None, reduction)
+
+
+def age_regression_loss(output, target, kind="l1", scale=1.0):
+    """The age head's loss: output (batch, 1 or 2) years [and sigma], target (batch, 2)
+    [lower, upper] years; "l1" (interval L1, divided by ``scale`` years so that its size
+    is that of the task losses) or "gaussian_nll" (needs the sigma column)."""
+    lower, upper = target[:, 0].to(output.dtype), target[:, 1].to(output.dtype)
+    if kind == "l1":
+        return interval_l1_loss(output[:, 0], lower, upper) / scale
+    if kind == "gaussian_nll":
+        if output.shape[1] < 2:
+            raise ValueError("age_loss: gaussian_nll needs a head that predicts sigma (2 outputs)")
+        return interval_gaussian_nll(output[:, 0], output[:, 1], lower, upper)
+    raise ValueError(f"unknown age_loss {kind!r} (use 'l1' or 'gaussian_nll')")
+
+
 def feature_kd_loss(student, teacher, kind="mse"):
     """Feature distillation, paper 004 Eq. 2: MSE or 1 - cosine similarity."""
     teacher = teacher.detach()
@@ -167,7 +214,8 @@ class LogitKDObjective:
         task_total, terms = self.task(logits, targets)
         if teacher_logits is None:
             return task_total, terms
-        kd = sum(soft_cross_entropy(logits[t], teacher_logits[t], self.temperature) for t in logits)
+        kd = sum(soft_cross_entropy(logits[t], teacher_logits[t], self.temperature)
+                 for t in ProfilingObjective.tasks)  # class heads (not the age regression)
         terms = dict(terms, kd=kd)
         return logit_kd_loss(kd, task_total, self.temperature, self.lam), terms
 
@@ -183,7 +231,9 @@ class ProfilingObjective:
     Based on Effective Number of Samples", Cui et al., arXiv 1901.05555), scaled to mean 1,
     on every head, from the train manifest's class counts (``set_class_counts``, called by
     build_datasets); each utterance weighs its target's weight (weighted mean).
-    Every weight and ASL parameter comes from YAML.
+    Every weight and ASL parameter comes from YAML. With an age head (``age_years`` in the
+    logits and targets), ``age_weight`` times ``age_regression_loss`` (``age_loss``: "l1"
+    or "gaussian_nll", ``age_scale`` years) is added (term ``age``).
     """
 
     tasks = ("gender", "age_sup", "age_sub")
@@ -191,7 +241,8 @@ class ProfilingObjective:
     def __init__(self, label_space, hierarchical=True, label_smoothing=0.1, gamma_pos=0.0,
                  gamma_neg=4.0, margin=0.05, dependency_base=1.0, gender_weight=1.0,
                  sup_weight=1.0, sub_weight=1.0, dependency_weight=1.0, asl_form="printed",
-                 class_weighting="none", effective_beta=0.999):
+                 class_weighting="none", effective_beta=0.999, age_weight=1.0, age_loss="l1",
+                 age_scale=20.0):
         if asl_form not in ASL_FORMS:
             raise ValueError(f"objective: unknown asl_form {asl_form!r} (use one of {ASL_FORMS})")
         if class_weighting not in CLASS_WEIGHTINGS:
@@ -202,7 +253,9 @@ class ProfilingObjective:
         self.asl = dict(gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin, label_smoothing=label_smoothing,
                         form=asl_form)
         self.dep_base = dependency_base
-        self.w = dict(gender=gender_weight, age_sup=sup_weight, age_sub=sub_weight, dependency=dependency_weight)
+        self.w = dict(gender=gender_weight, age_sup=sup_weight, age_sub=sub_weight, dependency=dependency_weight,
+                      age=age_weight)
+        self.age_loss, self.age_scale = age_loss, age_scale
         self.class_weighting, self.effective_beta = class_weighting, effective_beta
         self.class_weights = {t: None for t in self.tasks}
 
@@ -214,7 +267,8 @@ class ProfilingObjective:
                               for t in self.tasks}
 
     def __call__(self, logits, targets):
-        """logits, targets: dicts with keys gender, age_sup, age_sub. Returns (total, terms)."""
+        """logits, targets: dicts with keys gender, age_sup, age_sub (and age_years: the head's
+        output / the [lower, upper] years). Returns (total, terms)."""
         cw = self.class_weights
         terms = {"gender": cross_entropy(logits["gender"], targets["gender"], self.ls, cw["gender"])}
         for task in ("age_sup", "age_sub"):
@@ -226,6 +280,8 @@ class ProfilingObjective:
             terms["dependency"] = dependency_loss(
                 logits["age_sub"], logits["age_sup"], targets["age_sub"], targets["age_sup"],
                 self.parent, base=self.dep_base)
+        if "age_years" in logits and "age_years" in targets:  # the age head (recipes/age.py)
+            terms["age"] = age_regression_loss(logits["age_years"], targets["age_years"], self.age_loss, self.age_scale)
         total = sum(self.w[k] * v for k, v in terms.items())
         return total, terms
 

@@ -16,6 +16,7 @@ import yaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from torch.nn.parallel import DistributedDataParallel
 
+from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
 from recipes.schedulers import step_to_epoch
@@ -103,8 +104,11 @@ class ProfilingBrain(sb.Brain):
 
     # ---- losses ----------------------------------------------------------------------
     def targets(self, batch):
-        return {t: getattr(batch, f"{t}_idx").data.view(-1).to(self.device)
-                for t in ("gender", "age_sup", "age_sub")}
+        out = {t: getattr(batch, f"{t}_idx").data.view(-1).to(self.device)
+               for t in ("gender", "age_sup", "age_sub")}
+        if hasattr(batch, AGE_KEY):  # (batch, 2) [lower, upper] years of the age head; NaN: no age
+            out[AGE_KEY] = getattr(batch, AGE_KEY).data.to(self.device)
+        return out
 
     def task_objective(self, predictions, targets, stage):
         """Hook: (total, terms) of the task loss (logit KD mixes in the teacher, 002 Eq. 4)."""
@@ -211,6 +215,10 @@ class ProfilingBrain(sb.Brain):
                  **{f"{t}_f1": results[t]["f1"] for t in ("gender", "age_sup", "age_sub")},
                  **{f"{t}_mace": results[t]["mace"] for t in ("age_sup", "age_sub")},
                  "consistency": results["hierarchy_consistency"]}
+        if AGE_KEY in results:  # the age head: MAE in years (exact ages; distance to the bin)
+            for kind in ("exact", "interval"):
+                if results[AGE_KEY][kind]["mae"] is not None:
+                    stats[f"age_mae_{kind}"] = results[AGE_KEY][kind]["mae"]
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
             self.hparams.train_logger.log_stats(

@@ -11,12 +11,13 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
+from recipes.age import age_interval
 from recipes.data.audio import AudioError, check_signal, load_audio
 from recipes.data.channel import utterance_generator
 from recipes.data.speech import speech_crop
 
 logger = logging.getLogger(__name__)
-OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx")
+OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx", "age_years")
 MISSING = -1  # class index of a label the utterance's corpus does not have (recipes/losses.py)
 
 
@@ -58,8 +59,14 @@ def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=Fal
     def label_pipeline(gender, age, age_group, uid):
         yield from label_tensors(label_space, gender, age, age_group, uid, label_noise_rate, label_noise_seed)
 
+    @sb.utils.data_pipeline.takes("age", "age_group")
+    @sb.utils.data_pipeline.provides("age_years")
+    def age_pipeline(age, age_group):  # [lower, upper] years of the age head (recipes/age.py)
+        return torch.tensor(age_interval(label_space, age, age_group), dtype=torch.float)
+
     data.add_dynamic_item(audio_pipeline)
     data.add_dynamic_item(label_pipeline)
+    data.add_dynamic_item(age_pipeline)
     data.set_output_keys(list(OUTPUT_KEYS))
     if sort:
         data = data.filtered_sorted(sort_key="duration", reverse=True)

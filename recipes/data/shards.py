@@ -10,7 +10,7 @@ valid/test shards keep the file path's evaluation order (longest first). Unreada
 silent files are left out (listed in meta.json).
 
 Reading (``make_shard_dataset``) gives the examples of ``pipelines.make_dataset`` (``id,
-sig, ok, gender_idx, age_sup_idx, age_sub_idx``; same crops, channel and label noise) as
+sig, ok, gender_idx, age_sup_idx, age_sub_idx, age_years``; same crops, channel and label noise) as
 an iterable; training shuffles the shard order and a buffer of ``shuffle_buffer`` samples.
 
 Under DDP (torchrun) the training shards are split between processes (each reads
@@ -34,6 +34,7 @@ import webdataset as wds
 from speechbrain.utils.distributed import is_distributed_initialized
 
 from recipes.data.audio import AudioError, check_signal, load_audio
+from recipes.age import age_interval
 from recipes.data.pipelines import crop_signal, crop_window, label_tensors
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ def shard_example(sample, label_space, sample_rate, crop_seconds=None, channel=N
         sig, ok = torch.zeros(1), False
     gender, sup, sub = label_tensors(label_space, row["gender"], row["age"], row.get("age_group", ""), uid,
                                      label_noise_rate, label_noise_seed)
-    return {"id": uid, "sig": sig, "ok": ok, "gender_idx": gender, "age_sup_idx": sup, "age_sub_idx": sub}
+    years = torch.tensor(age_interval(label_space, row["age"], row.get("age_group", "")), dtype=torch.float)
+    return {"id": uid, "sig": sig, "ok": ok, "gender_idx": gender, "age_sup_idx": sup, "age_sub_idx": sub,
+            "age_years": years}
 
 
 def make_shard_dataset(split_folder, label_space, sample_rate, train=False, crop_seconds=None,

@@ -1,0 +1,69 @@
+"""Age in years: the regression head beside the group heads, its targets and the groups
+derived from predicted years.
+
+Targets are intervals ``[lower, upper]`` in years: an exact age is ``[age, age]`` (a point),
+an age-group label only is its bin of the label space (``age_bins``, e.g. ``[60, 120]``), a
+missing age is ``[nan, nan]`` (no loss, not scored). The loss (recipes/losses.py
+``interval_l1_loss`` / ``interval_gaussian_nll``) is zero inside an interval.
+
+The head's output (key ``AGE_KEY`` of ``ProfilingHeads``' dict) is (batch, 1) years, or
+(batch, 2) years and sigma (years) with ``age_loss: gaussian_nll``.
+"""
+
+import math
+
+import torch
+
+AGE_KEY = "age_years"
+AGE_LOSSES = ("l1", "gaussian_nll")
+
+
+class AgeHead(torch.nn.Module):
+    """Dense block (as recipes.heads.TaskHead) + a linear output, in years:
+    ``center + scale * z`` (the output starts near ``center``); with ``predict_sigma``
+    also sigma = ``scale * softplus(z2) + min_sigma`` years."""
+
+    def __init__(self, input_size, hidden_size=256, dropout=0.2, layer_norm=False, predict_sigma=False,
+                 center=40.0, scale=20.0, min_sigma=1.0):
+        super().__init__()
+        norm = torch.nn.LayerNorm(hidden_size) if layer_norm else torch.nn.BatchNorm1d(hidden_size)
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(input_size, hidden_size), norm,
+                                          torch.nn.LeakyReLU(), torch.nn.Dropout(dropout))
+        self.regressor = torch.nn.Linear(hidden_size, 2 if predict_sigma else 1)
+        self.center, self.scale, self.min_sigma = float(center), float(scale), float(min_sigma)
+        self.predict_sigma = bool(predict_sigma)
+
+    def forward(self, x):
+        z = self.regressor(self.hidden(x))
+        years = self.center + self.scale * z[:, :1]
+        if not self.predict_sigma:
+            return years
+        sigma = self.scale * torch.nn.functional.softplus(z[:, 1:]) + self.min_sigma
+        return torch.cat([years, sigma], dim=1)
+
+
+def age_interval(label_space, age, age_group):
+    """(lower, upper) years of a manifest row: (age, age) for an exact age, the bin of an
+    age-group label, (nan, nan) when both are empty (the row's labels are validated first)."""
+    if age is not None and str(age).strip() != "":
+        a = float(age)
+        return a, a
+    if age_group is not None and str(age_group).strip() != "":
+        lo, hi = label_space.age_bins[str(age_group).strip()]
+        return float(lo), float(hi)
+    return math.nan, math.nan
+
+
+def derived_sub_index(years, label_space):
+    """Age sub-group index of predicted years (tensor or array, (n,)) through the label
+    space's bins: the bin containing the age, or the nearest one (gaps between bins, ages
+    beyond the first / last bin)."""
+    years = torch.as_tensor(years, dtype=torch.float64).reshape(-1, 1)
+    bins = torch.tensor([label_space.age_bins[s] for s in label_space.age_sub], dtype=torch.float64)
+    dist = torch.relu(bins[:, 0] - years) + torch.relu(years - bins[:, 1])  # (n, n_sub)
+    return dist.argmin(dim=1)
+
+
+def split_age_output(out):
+    """(years (batch,), sigma (batch,) or None) of the head's output."""
+    return out[:, 0], (out[:, 1] if out.shape[1] > 1 else None)
