@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Profile audio files with a trained (or exported) folder: per file, each task's label and
-probability. Long files are cut into windows whose probabilities are averaged (mean of the
-speech windows' probabilities); silence-only windows are skipped; a file with no speech is
-reported as silent. The age pair printed is the best-scoring pair that respects the label
+probability. Non-speech frames (silence, low noise: recipes/data/speech.py, the thresholds
+of training) are dropped, the speech is cut into windows whose probabilities are averaged;
+a file with less than min_speech_seconds of speech is reported as silent, one with NaN /
+inf samples as an error. The age pair printed is the best-scoring pair that respects the label
 hierarchy (age-sub inside age-sup); when the two heads' own argmaxes disagree, the table
 says so and the JSON keeps them (age_sup_raw, age_sub_raw, hierarchy_adjusted). A model with
 an age head (age_regression) also prints the age in years (and +- its sigma, if predicted).
@@ -41,9 +42,12 @@ def parse_args(argv):
                     help="window length in seconds (default: the folder's YAML, 4.0)")
     ap.add_argument("--hop", type=float, default=UNSET, help="hop between windows in seconds (default 2.0)")
     ap.add_argument("--silence-db", type=threshold, default=UNSET,
-                    help="skip windows this many dB below the file's loudest window; 'off' (default 40)")
+                    help="frames this many dB below the file's loudest frame are non-speech; 'off' "
+                         "(default: the folder's speech.threshold_db, 40)")
     ap.add_argument("--floor-dbfs", type=threshold, default=UNSET,
-                    help="skip windows whose RMS level is below this dBFS; 'off' (default -60)")
+                    help="frames below this RMS level (dBFS) are non-speech; 'off' (default: speech.floor_dbfs, -60)")
+    ap.add_argument("--min-speech", type=float, default=UNSET,
+                    help="seconds of speech below which a file is 'silent' (default: speech.min_speech_seconds, 0.5)")
     ap.add_argument("--batch", type=int, default=UNSET, help="windows per forward pass (default 32)")
     ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
@@ -52,9 +56,13 @@ def parse_args(argv):
 
 def overrides_from(args):
     """The interface options given on the command line (None = a threshold turned off)."""
-    names = {"window": "window_seconds", "hop": "hop_seconds", "silence_db": "silence_threshold_db",
-             "floor_dbfs": "silence_floor_dbfs", "batch": "window_batch_size"}
-    return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not UNSET}
+    names = {"window": "window_seconds", "hop": "hop_seconds", "batch": "window_batch_size"}
+    out = {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not UNSET}
+    speech = {"silence_db": "threshold_db", "floor_dbfs": "floor_dbfs", "min_speech": "min_speech_seconds"}
+    speech = {key: getattr(args, arg) for arg, key in speech.items() if getattr(args, arg) is not UNSET}
+    if speech:  # merged into the folder's speech block (SpeechConfig)
+        out["speech"] = speech
+    return out
 
 
 def age_cell(res):
@@ -116,7 +124,7 @@ def main(argv=None):
             failed += 1
             continue
         if res["silent"]:
-            print(f"{path}: no speech above the silence thresholds", file=sys.stderr)
+            print(f"{path}: no speech ({res['speech_seconds']:.2f} s above the speech thresholds)", file=sys.stderr)
         print(json_row(path, res, args.embedding) if args.json else table_row(path, res))
     return 1 if failed else 0
 

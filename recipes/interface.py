@@ -3,10 +3,12 @@
 For a batch of waveforms (any sample rate) or a list of files it returns, per recording, a
 dict (documented in ``SpeakerProfilerInterface`` and docs/deploy.md): each task's label and
 probabilities, and the embedding. Long recordings are cut into windows (``window_seconds``
-every ``hop_seconds``); windows below the silence thresholds are skipped (recipes/windows.py);
-the recording's probabilities are the MEAN OF THE PROBABILITIES of its speech windows (and
-its embedding the mean of their embeddings). A recording with no speech window gives
-``silent: True`` and labels None, not an error. The age pair reported is the best-scoring
+every ``hop_seconds``) after its non-speech frames are dropped (recipes/windows.py, with the
+``speech`` thresholds of recipes/data/speech.py that preparation and training use); the
+recording's probabilities are the MEAN OF THE PROBABILITIES of its windows (and its embedding
+the mean of their embeddings). A recording with less than ``speech.min_speech_seconds`` of
+speech gives ``silent: True`` and labels None, not an error; NaN / inf samples raise
+AudioError naming the file. The age pair reported is the best-scoring
 pair that respects the label hierarchy; the raw argmaxes stay in the dict.
 
 Loading (local folders only, nothing is downloaded):
@@ -39,8 +41,10 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.checkpoints import Checkpointer
 
 from recipes.age import AGE_KEY
-from recipes.data.audio import load_audio
+from recipes.data.audio import AudioError, load_audio
+from recipes.data.speech import NonFiniteAudio, SpeechConfig
 from recipes.inference import TEACHER_NORM, load_normalizer
+from recipes.teacher_folder import TEACHER_DIR
 from recipes.windows import speech_windows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +53,7 @@ PRETRAINED_DIR = "pretrained"
 WEIGHTS = ("encoder", "heads", "normalizer")  # checkpoint names, as in the training YAMLs
 TASKS = ("gender", "age_sup", "age_sub")
 MKD_DEFAULTS = {"mkd": "False", "concat_teacher": "False", "teacher_folder": "null"}
+SPEECH_BLOCK = r"^speech: .*\n(?:[ #].*\n|\n)*?(?=^\S)"  # hparams/interface.yaml's default block
 SHIM = ('"""Entry point for speechbrain.inference.interfaces.foreign_class (needs the project '
         'on the Python path)."""\n\nfrom recipes.interface import SpeakerProfilerInterface  # noqa: F401\n')
 
@@ -95,11 +100,16 @@ def export_pretrained(folder, out_dir=None):
         _write_atomic(os.path.join(out_dir, f"{name}.ckpt"), copy_from=ckpt.paramfiles[name])
     if os.path.isfile(os.path.join(folder, TEACHER_NORM)):
         _write_atomic(os.path.join(out_dir, TEACHER_NORM), copy_from=os.path.join(folder, TEACHER_NORM))
+    teacher = os.path.join(folder, TEACHER_DIR)  # an MKD student's stored teacher (heads read Z)
+    if os.path.isdir(teacher) and not os.path.isdir(os.path.join(out_dir, TEACHER_DIR)):
+        shutil.copytree(teacher, os.path.join(out_dir, TEACHER_DIR))
     with open(yaml_path) as f:
         body = f.read()
     with open(TEMPLATE) as f:
         template = f.read()
     defaults = "".join(f"{k}: {v}\n" for k, v in MKD_DEFAULTS.items() if not re.search(rf"^{k}:", body, re.M))
+    if re.search(r"^speech:", body, re.M):  # the training recipe's speech thresholds win
+        template = re.sub(SPEECH_BLOCK, "", template, flags=re.M)
     text = (f"# Written by recipes/interface.py from {os.path.abspath(folder)}\n"
             f"checkpoint: {ckpt.path.name}\n" + body + defaults + template)
     _write_atomic(os.path.join(out_dir, "custom_interface.py"), SHIM)
@@ -107,12 +117,18 @@ def export_pretrained(folder, out_dir=None):
     return out_dir
 
 
+def has_speech_options(pretrained_dir):
+    """Whether a pretrained folder's hyperparams.yaml has the speech options of interface.yaml."""
+    with open(os.path.join(pretrained_dir, "hyperparams.yaml")) as f:
+        return bool(re.search(r"^drop_non_speech:", f.read(), re.M))
+
+
 def pretrained_source(folder):
     """The pretrained folder to load for ``folder`` (trained: refreshed if stale; exported: itself)."""
     if os.path.isfile(os.path.join(folder, "inference.yaml")):  # a train.py output folder
         out = os.path.join(folder, PRETRAINED_DIR)
-        if exported_checkpoint(out) != best_checkpoint(folder).path.name:
-            export_pretrained(folder, out)
+        if exported_checkpoint(out) != best_checkpoint(folder).path.name or not has_speech_options(out):
+            export_pretrained(folder, out)  # a newer checkpoint, or an export older than the speech options
         return out
     if os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
         return folder
@@ -132,8 +148,9 @@ class SpeakerProfilerInterface(Pretrained):
 
     Each result is a dict:
 
-    - ``silent`` (bool: no window above the silence thresholds), ``n_windows``,
-      ``n_speech_windows`` (windows cut / used);
+    - ``silent`` (bool: less than ``speech.min_speech_seconds`` of speech), ``speech_seconds``,
+      ``n_windows`` (windows of the whole recording), ``n_speech_windows`` (windows of its
+      speech given to the model);
     - for each task ``gender``, ``age_sup``, ``age_sub``:
       ``{"label": str, "prob": float, "probs": {label: float}}`` (None values when silent).
       ``probs`` are the model's (mean over speech windows). The age labels are the
@@ -145,14 +162,13 @@ class SpeakerProfilerInterface(Pretrained):
     - with an age head (``age_regression``): ``age_years`` (float, mean over the windows) and
       ``age_sigma`` (its predicted sigma in years, ``age_loss: gaussian_nll``; else None).
 
-    Options (YAML, overridable): window_seconds, hop_seconds, silence_threshold_db,
-    silence_floor_dbfs, window_batch_size. ``model`` is the network (recipes.inference.
+    Options (YAML, overridable): window_seconds, hop_seconds, speech (SpeechConfig: floor_dbfs,
+    threshold_db, frame_seconds, min_speech_seconds), drop_non_speech, window_batch_size. ``model`` is the network (recipes.inference.
     ProfilerModel: waveforms at ``sample_rate`` -> (probabilities, embeddings)) for batch use
     (probing, export, benchmarks).
     """
 
-    HPARAMS_NEEDED = ["sample_rate", "label_space", "window_seconds", "hop_seconds",
-                      "silence_threshold_db", "silence_floor_dbfs", "window_batch_size"]
+    HPARAMS_NEEDED = ["sample_rate", "label_space", "window_seconds", "hop_seconds", "window_batch_size"]
     MODULES_NEEDED = ["profiler"]
 
     def __init__(self, *args, **kwargs):
@@ -177,7 +193,10 @@ class SpeakerProfilerInterface(Pretrained):
         the feature statistics are loaded): the random-init control of probing."""
         source = os.path.abspath(pretrained_source(folder))
         rng = torch.get_rng_state()  # random_init draws what a first instantiation would
-        obj = cls.from_hparams(source=source, overrides=overrides or {},
+        overrides = dict(overrides or {})
+        if os.path.isdir(os.path.join(source, TEACHER_DIR)):  # an MKD student's teacher, stored with it
+            overrides.setdefault("teacher_folder", os.path.join(source, TEACHER_DIR))
+        obj = cls.from_hparams(source=source, overrides=overrides,
                                run_opts={"device": device}, **kwargs)
         teacher_norm = os.path.join(source, TEACHER_NORM)
         if obj.model.teacher is not None and os.path.isfile(teacher_norm):
@@ -197,7 +216,7 @@ class SpeakerProfilerInterface(Pretrained):
 
     def classify_files(self, paths):
         """Result dicts for audio files (recipes.data.audio.AudioError if one is unreadable)."""
-        return self.classify_signals([load_audio(p, self.sample_rate) for p in paths])
+        return self.classify_signals([load_audio(p, self.sample_rate) for p in paths], names=paths)
 
     def classify_batch(self, wavs, wav_lens=None, sample_rate=None):
         """wavs (batch, samples) or (samples,); wav_lens: relative lengths (1.0 = whole row);
@@ -213,28 +232,35 @@ class SpeakerProfilerInterface(Pretrained):
     def forward(self, wavs, wav_lens=None, sample_rate=None):
         return self.classify_batch(wavs, wav_lens, sample_rate)
 
-    def classify_signals(self, signals, sample_rate=None):
-        """Result dicts for a list of 1-D signals of any lengths at ``sample_rate``."""
+    def classify_signals(self, signals, sample_rate=None, names=None):
+        """Result dicts for a list of 1-D signals of any lengths at ``sample_rate``;
+        ``names`` (e.g. file paths) name a signal in errors (AudioError for NaN / inf)."""
         sr = sample_rate or self.sample_rate
         hp = self.hparams
+        speech = SpeechConfig.coerce(getattr(hp, "speech", None))  # older folders: the defaults
+        drop = getattr(hp, "drop_non_speech", True)
         windows, owner, counts = [], [], []
         for i, sig in enumerate(signals):
+            name = names[i] if names is not None else f"signal {i}"
             sig = sig.detach().float().cpu()
             if sr != self.sample_rate:
                 sig = AF.resample(sig, sr, self.sample_rate)
-            bounds, keep = speech_windows(sig, self.sample_rate, hp.window_seconds, hp.hop_seconds,
-                                          hp.silence_threshold_db, hp.silence_floor_dbfs)
-            kept = [b for b, k in zip(bounds, keep.tolist()) if k]
-            windows += [sig[a:b] for a, b in kept]
+            try:
+                kept, n_all, seconds = speech_windows(sig, self.sample_rate, hp.window_seconds, hp.hop_seconds,
+                                                      speech, drop, name)
+            except NonFiniteAudio as err:
+                raise AudioError(str(err)) from None
+            windows += kept
             owner += [i] * len(kept)
-            counts.append((len(bounds), len(kept)))
+            counts.append((n_all, len(kept), seconds))
         probs, embs = self.run_windows(windows)
         owner = torch.tensor(owner, dtype=torch.long)
         results = []
-        for i, (n_all, n_kept) in enumerate(counts):
+        for i, (n_all, n_kept, seconds) in enumerate(counts):
             sel = owner == i
             mean_probs = {t: p[sel].mean(0) for t, p in probs.items()} if n_kept else None
-            results.append(self._result(mean_probs, embs[sel].mean(0) if n_kept else None, n_all, n_kept))
+            res = self._result(mean_probs, embs[sel].mean(0) if n_kept else None, n_all, n_kept)
+            results.append({**res, "speech_seconds": round(seconds, 3)})
         return results
 
     # ---- internals -----------------------------------------------------------------------

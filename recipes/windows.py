@@ -1,22 +1,22 @@
-"""Long recordings for inference: fixed windows with a hop, and the windows that hold speech.
+"""Long recordings for inference: the speech of a recording, cut into fixed windows.
 
-A minute-long call is cut into windows of ``window`` samples every ``hop`` samples (plus one
-window ending at the last sample, so the tail is covered); a recording shorter than one
-window is a single window. A window is kept as speech when its RMS level (dBFS: 0 dB is a
-full-scale square wave of amplitude 1.0) passes both thresholds:
+Speech and non-speech are decided by recipes/data/speech.py (the decision preparation and
+training crops use, with the same ``speech`` thresholds from YAML): frames of
+``frame_seconds`` below ``floor_dbfs`` or more than ``threshold_db`` under the loudest frame
+are non-speech. With ``drop_non_speech`` (the default) those frames are removed before the
+model sees anything, so leading / trailing silence, hold silence and low line noise do not
+change the answer; the remaining speech is cut into windows of ``window`` samples every
+``hop`` samples (plus one window ending at the last sample, so the tail is covered; speech
+shorter than one window is a single window). Without it, the windows are cut from the whole
+recording and a window is kept when it holds at least one speech frame.
 
-- ``floor_dbfs`` (absolute): level >= floor_dbfs, e.g. -60 dBFS. A recording none of whose
-  windows passes is "silent".
-- ``threshold_db`` (relative to the recording's peak): level >= (level of the loudest
-  window of the same recording) - threshold_db, e.g. 40 dB. This drops pauses and line
-  noise between turns whatever the recording's gain.
-
-Either threshold can be None (off).
+A recording with less than ``min_speech_seconds`` of speech gives no window ("silent").
+NaN / inf samples raise ``recipes.data.speech.NonFiniteAudio``: an error, never "silent".
 """
 
-import math
-
 import torch
+
+from recipes.data.speech import SpeechConfig, check_finite, frame_bounds, speech_mask
 
 
 def window_bounds(n_samples, window, hop):
@@ -31,29 +31,32 @@ def window_bounds(n_samples, window, hop):
     return [(s, s + window) for s in starts]
 
 
-def levels_dbfs(wav, bounds):
-    """RMS level (dBFS) of each window of a 1-D signal."""
-    out = []
-    for a, b in bounds:
-        rms = float(wav[a:b].float().pow(2).mean().sqrt()) if b > a else 0.0
-        out.append(20.0 * math.log10(rms) if rms > 0 else -math.inf)
-    return torch.tensor(out)
-
-
-def speech_mask(levels, threshold_db=40.0, floor_dbfs=-60.0):
-    """Bool tensor: which windows hold speech (see the module docstring)."""
-    keep = torch.ones(len(levels), dtype=torch.bool)
-    if floor_dbfs is not None:
-        keep &= levels >= floor_dbfs
-    if threshold_db is not None and len(levels):
-        keep &= levels >= levels.max() - threshold_db
+def speech_samples(wav, sample_rate, speech=None, name="signal"):
+    """Bool tensor (n_samples,): the samples of a 1-D signal in speech frames."""
+    check_finite(wav, name)
+    mask = speech_mask(wav, sample_rate, speech, name)
+    keep = torch.zeros(wav.numel(), dtype=torch.bool)
+    for (a, b), m in zip(frame_bounds(mask.numel(), wav.numel(), sample_rate, speech), mask.tolist()):
+        if m:
+            keep[a:b] = True
     return keep
 
 
-def speech_windows(wav, sample_rate, window_seconds, hop_seconds, threshold_db=40.0,
-                   floor_dbfs=-60.0):
-    """(bounds of all windows, bool mask of the speech ones) for a 1-D signal."""
+def speech_windows(wav, sample_rate, window_seconds, hop_seconds, speech=None, drop_non_speech=True,
+                   name="signal"):
+    """(windows: list of 1-D tensors for the model, n_windows: windows of the whole recording,
+    speech_seconds) of a 1-D signal; no window when it holds less than min_speech_seconds
+    of speech (see the module docstring)."""
+    cfg = SpeechConfig.coerce(speech)
     window = max(1, int(round(window_seconds * sample_rate)))
     hop = max(1, int(round(hop_seconds * sample_rate)))
-    bounds = window_bounds(wav.shape[-1], window, hop)
-    return bounds, speech_mask(levels_dbfs(wav, bounds), threshold_db, floor_dbfs)
+    wav = wav.reshape(-1)
+    bounds = window_bounds(wav.numel(), window, hop)
+    keep = speech_samples(wav, sample_rate, cfg, name)
+    seconds = int(keep.sum()) / float(sample_rate)
+    if wav.numel() == 0 or seconds == 0 or seconds < cfg.min_speech_seconds:
+        return [], len(bounds), seconds
+    if drop_non_speech:
+        speech_only = wav[keep]
+        return [speech_only[a:b] for a, b in window_bounds(speech_only.numel(), window, hop)], len(bounds), seconds
+    return [wav[a:b] for a, b in bounds if keep[a:b].any()], len(bounds), seconds

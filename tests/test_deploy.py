@@ -11,7 +11,8 @@ import torch
 
 from conftest import ROOT
 from recipes.data.audio import load_audio
-from recipes.windows import speech_mask, speech_windows, window_bounds
+from recipes.data.speech import keep_speech
+from recipes.windows import speech_windows, window_bounds
 
 
 def demo_wav(root):
@@ -22,14 +23,16 @@ def test_windows_cover_and_silence_thresholds():
     assert window_bounds(5, 10, 4) == [(0, 5)]  # shorter than a window: one window
     b = window_bounds(25, 10, 4)
     assert b[0] == (0, 10) and b[-1] == (15, 25) and all(e - s == 10 for s, e in b)
-    levels = torch.tensor([-20.0, -75.0, -55.0, -30.0])
-    assert speech_mask(levels, 40.0, -60.0).tolist() == [True, False, True, True]
-    assert speech_mask(levels, 20.0, None).tolist() == [True, False, False, True]  # relative only
-    assert speech_mask(levels, None, None).all()
     wav = torch.zeros(8000 * 10)
     wav[:8000 * 3] = 0.3 * torch.randn(8000 * 3)
-    bounds, keep = speech_windows(wav, 8000, 2.0, 1.0, 40.0, -60.0)
-    assert keep[0] and not keep[-1] and 0 < int(keep.sum()) < len(bounds)
+    # the speech (3 s) is cut into windows; the 7 s of silence are dropped first
+    windows, n_all, seconds = speech_windows(wav, 8000, 2.0, 1.0)
+    assert n_all == 9 and len(windows) == 2 and abs(seconds - 3.0) < 1e-9
+    assert torch.equal(torch.cat([windows[0], windows[1][-8000:]]), wav[:8000 * 3])
+    # without dropping: the windows of the whole recording that hold a speech frame
+    windows, n_all, _ = speech_windows(wav, 8000, 2.0, 1.0, drop_non_speech=False)
+    assert n_all == 9 and len(windows) == 3
+    assert speech_windows(wav, 8000, 2.0, 1.0, {"min_speech_seconds": 3.5})[0] == []  # too little speech
 
 
 def test_interface_batch_resample_silence(tiny_run):
@@ -54,12 +57,13 @@ def test_interface_batch_resample_silence(tiny_run):
     assert res[1]["silent"] and res[1]["n_speech_windows"] == 0 and res[1]["embedding"] is None
     assert all(res[1][t]["label"] is None for t in profiler.class_names)
     # a 16 kHz waveform + its rate == the file (resampled on load); a one-window file ==
-    # the plain model on the whole signal
+    # the plain model on its speech (non-speech frames dropped)
     whole = SpeakerProfilerInterface.from_folder(str(out), overrides={"window_seconds": 60.0})
     by_file = whole.classify_file(path)
     by_wave = whole.classify_batch(one, sample_rate=sr)[0]
     assert by_file["n_windows"] == 1 and by_file["gender"]["probs"] == by_wave["gender"]["probs"]
-    probs, _ = ProfilerModel.from_folder(str(out))(load_audio(path, 8000)[None])  # the checkpoint, directly
+    speech_only = keep_speech(load_audio(path, 8000), 8000)
+    probs, _ = ProfilerModel.from_folder(str(out))(speech_only[None])  # the checkpoint, directly
     for task in ("gender", "age_sup", "age_sub"):
         assert torch.allclose(torch.tensor(list(by_file[task]["probs"].values())), probs[task][0], atol=1e-5)
 

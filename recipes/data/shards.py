@@ -35,7 +35,7 @@ from speechbrain.utils.distributed import is_distributed_initialized
 
 from recipes.data.audio import AudioError, check_signal, load_audio
 from recipes.age import age_interval
-from recipes.data.pipelines import crop_signal, crop_window, label_tensors
+from recipes.data.pipelines import label_tensors, training_crop
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -55,8 +55,10 @@ def up_to_date(manifest, out_folder, sample_rate):
     return meta.get("sample_rate") == sample_rate and meta.get("manifest_sha1") == fingerprint(manifest)
 
 
-def write_shards(manifest, out_folder, sample_rate, samples_per_shard=1000, shuffle=True, seed=0):
-    """Shards of one manifest CSV into ``out_folder``; returns the meta dict."""
+def write_shards(manifest, out_folder, sample_rate, samples_per_shard=1000, shuffle=True, seed=0,
+                 speech=None):
+    """Shards of one manifest CSV into ``out_folder``; returns the meta dict. Files with no
+    speech frame (``speech``: recipes/data/speech.py thresholds) are left out."""
     with open(manifest) as f:
         rows = list(csv.DictReader(f))
     if shuffle:
@@ -73,7 +75,7 @@ def write_shards(manifest, out_folder, sample_rate, samples_per_shard=1000, shuf
         for row in rows:
             try:
                 sig = load_audio(row["wav"], sample_rate)
-                check_signal(sig, row["wav"])
+                check_signal(sig, row["wav"], sample_rate, speech)
             except AudioError as err:
                 logger.warning("shards: leaving out %s: %s", row["ID"], err)
                 skipped.append(row["ID"])
@@ -90,14 +92,16 @@ def write_shards(manifest, out_folder, sample_rate, samples_per_shard=1000, shuf
     return meta
 
 
-def prepare_shards(manifest_folder, shard_folder, sample_rate, samples_per_shard=1000, seed=0, splits=SPLITS):
+def prepare_shards(manifest_folder, shard_folder, sample_rate, samples_per_shard=1000, seed=0, splits=SPLITS,
+                   speech=None):
     """Shards of ``<manifest_folder>/<split>.csv`` into ``<shard_folder>/<split>``, for each
     split whose shards are missing, at another sample rate, or from another manifest."""
     for split in splits:
         manifest = os.path.join(manifest_folder, f"{split}.csv")
         out = os.path.join(shard_folder, split)
         if not up_to_date(manifest, out, sample_rate):
-            write_shards(manifest, out, sample_rate, samples_per_shard, shuffle=split == "train", seed=seed)
+            write_shards(manifest, out, sample_rate, samples_per_shard, shuffle=split == "train", seed=seed,
+                         speech=speech)
 
 
 def read_meta(split_folder, sample_rate):
@@ -112,18 +116,17 @@ def read_meta(split_folder, sample_rate):
 
 
 def shard_example(sample, label_space, sample_rate, crop_seconds=None, channel=None,
-                  label_noise_rate=0.0, label_noise_seed=0):
-    """One decoded shard sample -> the example dict of the file-based datasets."""
+                  label_noise_rate=0.0, label_noise_seed=0, speech=None):
+    """One decoded shard sample -> the example dict of the file-based datasets (the same
+    crop where the speech is: pipelines.training_crop, with the ``speech`` thresholds)."""
     row = sample["json"]
     uid = row["ID"]
     sig = torch.from_numpy(sample["audio.npy"])
-    start, dur = crop_window(float(row["duration"]), crop_seconds)
     ok = True
     try:
         if channel is not None:
             sig = channel(sig, uid)
-        sig = crop_signal(sig, start, dur, sample_rate)
-        check_signal(sig, uid)
+        sig = training_crop(sig, sample_rate, crop_seconds, speech, uid)
     except AudioError as err:
         logger.warning("skipping utterance %s: %s", uid, err)
         sig, ok = torch.zeros(1), False
@@ -135,7 +138,8 @@ def shard_example(sample, label_space, sample_rate, crop_seconds=None, channel=N
 
 
 def make_shard_dataset(split_folder, label_space, sample_rate, train=False, crop_seconds=None,
-                       channel=None, label_noise_rate=0.0, label_noise_seed=0, shuffle_buffer=1000, seed=0):
+                       channel=None, label_noise_rate=0.0, label_noise_seed=0, shuffle_buffer=1000, seed=0,
+                       speech=None):
     """A webdataset pipeline over ``<split_folder>/shard-*.tar`` (see the module docstring)."""
     meta = read_meta(split_folder, sample_rate)
     urls = [os.path.join(split_folder, name) for name in meta["shards"]]
@@ -149,7 +153,7 @@ def make_shard_dataset(split_folder, label_space, sample_rate, train=False, crop
         data = data.shuffle(shuffle_buffer)
     data = data.decode().map(functools.partial(
         shard_example, label_space=label_space, sample_rate=sample_rate, crop_seconds=crop_seconds,
-        channel=channel, label_noise_rate=label_noise_rate, label_noise_seed=label_noise_seed))
+        channel=channel, label_noise_rate=label_noise_rate, label_noise_seed=label_noise_seed, speech=speech))
     if world > 1:
         data = data.with_epoch(math.ceil(meta["num_samples"] / world))
     return data
