@@ -38,7 +38,7 @@ from recipes.compression.sparse import load_sparse_profiler, save_sparse, to_spa
 from recipes.data.manifest import ManifestError
 from recipes.evaluation import mean_f1, write_predictions, write_results
 from recipes.experiment import build_datasets
-from recipes.inference import SpeakerProfiler
+from recipes.inference import ProfilerModel
 from recipes.labels import LabelError
 from recipes.options import OptionError, load_checked
 from recipes.recipe_yaml import save_hyperparams
@@ -50,7 +50,7 @@ def load_model(hparams):
     folder = hparams.get("model_folder")
     if not folder:
         raise FileNotFoundError("no model to prune: pass --model_folder=<a train.py output folder>")
-    model = SpeakerProfiler.from_folder(folder)  # names the folder when it has no checkpoint
+    model = ProfilerModel.from_folder(folder)  # names the folder when it has no checkpoint
     if model.teacher is not None:
         raise ValueError(f"{folder}: its heads read [student; teacher] embeddings (MKD concat_teacher); "
                          "prune a model whose heads read its own encoder")

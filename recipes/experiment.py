@@ -15,6 +15,7 @@ from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
 from recipes.options import with_defaults
+from recipes.teacher_folder import TEACHER_DIR
 from recipes.recipe_yaml import open_recipe
 
 logger = logging.getLogger(__name__)
@@ -145,13 +146,20 @@ def utterance_seconds(row, cap=None):
     return dur if cap is None else min(dur, cap)
 
 
-def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS):
-    """Resolved YAML with just the keys inference needs (the trained folder is self-contained)."""
+def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS, head_input=None):
+    """Resolved YAML with just the keys inference needs (the trained folder is self-contained).
+    An MKD student whose heads read its teacher's embedding too gets ``teacher_folder: teacher``
+    (the copy in its own folder, recipes/teacher_folder.py) and the heads' input size as a
+    number (``head_input``, as built for training), so nothing points outside the folder."""
     with open_recipe(hparams_file) as f:
         resolved = resolve_references(f, overrides).getvalue()
     yaml = ruamel.yaml.YAML()
     tree = yaml.load(resolved)
     subset = {k: tree[k] for k in keys if k in tree}
+    if head_input is not None and "heads" in subset:
+        subset["heads"]["input_size"] = int(head_input)
+    if subset.get("mkd") and subset.get("concat_teacher"):
+        subset["teacher_folder"] = TEACHER_DIR
     buf = io.StringIO()
     yaml.dump(subset, buf)
     tmp = path + ".tmp"

@@ -13,10 +13,13 @@ MKD / logit KD / LCMR, pruning, the random-init control of probing):
 """
 
 import os
+import re
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
+
+from recipes.teacher_folder import resolve_teacher_folder
 
 # an MKD student's copy of its teacher's feature statistics, when re-estimated on its domain
 TEACHER_NORM = "teacher_norm.pt"
@@ -57,7 +60,12 @@ class ProfilerModel(torch.nn.Module):
         if not os.path.isfile(yaml_path):
             raise FileNotFoundError(f"{yaml_path} not found: is {folder} a train.py output folder?")
         with open(yaml_path) as f:
-            hparams = load_hyperpyyaml(f)
+            text = f.read()
+        teacher = re.search(r"^teacher_folder: (.+)$", text, re.M)
+        overrides = {}
+        if teacher and teacher.group(1).strip() not in ("null", "None"):  # an MKD student's teacher
+            overrides["teacher_folder"] = resolve_teacher_folder(teacher.group(1).strip(), folder)
+        hparams = load_hyperpyyaml(text, overrides)
         model = cls(hparams)
         recoverables = {"normalizer": model.mean_var_norm}
         if not random_init:

@@ -36,7 +36,8 @@ OPTIONAL = {
     "teacher_cache": False,
     "teacher_adapt_norm": False,
     "prune_method": "magnitude",    # prune.py: magnitude | structured
-    "speech": None,                 # recipes.data.speech.SpeechConfig (None: its defaults)
+    "speech": None,
+    "head_input": None,             # the heads' input size (blocks/train.yaml: the embedding size)                 # recipes.data.speech.SpeechConfig (None: its defaults)
 }
 
 # keys the entry scripts, brains and blocks read that a recipe of that kind defines

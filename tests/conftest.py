@@ -53,3 +53,28 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     run_train(root / "out", root / "demo", "--number_of_epochs=1")
     return root, root / "out"
+
+
+def assert_results_match_predictions(out):
+    """results.json's macro-F1 of every task is the one scikit-learn computes from the
+    per-utterance predictions_test.csv (the metrics describe the predictions written)."""
+    import csv
+    import json
+
+    from sklearn.metrics import f1_score
+
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)["test"]
+    with open(os.path.join(out, "predictions_test.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and res["n_scored"] == len(rows)
+    from recipes.inference import ProfilerModel
+
+    space = ProfilerModel.from_folder(str(out)).label_space
+    classes = {"gender": space.genders, "age_sup": space.age_sup, "age_sub": space.age_sub}
+    for task in ("gender", "age_sup", "age_sub"):  # macro over the label space's classes
+        true = [r[f"{task}_true"] for r in rows if r[f"{task}_true"] not in ("", None)]
+        pred = [r[f"{task}_pred"] for r in rows if r[f"{task}_true"] not in ("", None)]
+        expected = f1_score(true, pred, average="macro", labels=list(classes[task]), zero_division=0)
+        assert abs(res[task]["f1"] - expected) < 1e-6, (task, res[task]["f1"], expected)
+    return res, rows

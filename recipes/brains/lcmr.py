@@ -31,7 +31,7 @@ from recipes.brains.teacher import check_same_labels
 from recipes.brains.profiling import ProfilingBrain
 from recipes.checkpoint import AtomicCheckpointer
 from recipes.evaluation import write_results
-from recipes.inference import SpeakerProfiler
+from recipes.inference import ProfilerModel
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class LCMRBrain(ProfilingBrain):
     def _init_pairs(self):
         hp = self.hparams
         if hp.teacher_folder:
-            teacher = SpeakerProfiler.from_folder(hp.teacher_folder)
+            teacher = ProfilerModel.from_folder(hp.teacher_folder)
             check_same_labels(hp.label_space, teacher.label_space, hp.teacher_folder)
             try:
                 hp.teacher_encoder.load_state_dict(teacher.encoder.state_dict())

@@ -34,6 +34,7 @@ from recipes.data.pipelines import make_dataset
 from recipes.experiment import manifest_paths
 from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
+from recipes.teacher_folder import resolve_teacher_folder, store_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class MKDBrain(ProfilingBrain):
         if not self.hparams.mkd or getattr(self, "teacher", None) is not None:
             self.teacher = getattr(self, "teacher", None)
             return
-        self.teacher = frozen_teacher(self.hparams.teacher_folder, self.device)
+        self.teacher = frozen_teacher(self.teacher_folder(), self.device)
         if self.hparams.teacher_adapt_norm:
             path = os.path.join(self.hparams.output_folder, TEACHER_NORM)
             if not os.path.isfile(path):
@@ -87,6 +88,15 @@ class MKDBrain(ProfilingBrain):
                     save_normalizer(self.teacher.mean_var_norm, path)
                 sb.utils.distributed.ddp_barrier()
             load_normalizer(self.teacher.mean_var_norm, path, self.device)
+
+    def teacher_folder(self):
+        """The teacher: the copy stored in <output_folder>/teacher (written by the main process
+        on the first run, so the student folder is self-contained), else ``teacher_folder``."""
+        out = self.hparams.output_folder
+        if sb.utils.distributed.if_main_process():
+            store_teacher(resolve_teacher_folder(self.hparams.teacher_folder, out), out)
+        sb.utils.distributed.ddp_barrier()
+        return resolve_teacher_folder(self.hparams.teacher_folder, out)
 
     def _train_csv(self):
         return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
@@ -103,7 +113,7 @@ class MKDBrain(ProfilingBrain):
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
         train_csv = self._train_csv()
         channel = self.hparams.train_channel
-        teacher_id = [os.path.abspath(self.hparams.teacher_folder),
+        teacher_id = [os.path.abspath(self.teacher_folder()),
                       bool(self.hparams.teacher_adapt_norm),
                       os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(channel)]
         if os.path.isfile(path):

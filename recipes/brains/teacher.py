@@ -1,6 +1,6 @@
 """Loading a trained core-recipe folder as a frozen teacher (MKD, logit KD, LCMR)."""
 
-from recipes.inference import SpeakerProfiler
+from recipes.inference import ProfilerModel
 
 
 def check_same_labels(student_space, teacher_space, teacher_folder):
@@ -12,9 +12,9 @@ def check_same_labels(student_space, teacher_space, teacher_folder):
 
 
 def frozen_teacher(folder, device="cpu", label_space=None):
-    """The SpeakerProfiler of ``folder`` in eval mode without gradients; with ``label_space``,
+    """The ProfilerModel of ``folder`` in eval mode without gradients; with ``label_space``,
     its classes must be the student's."""
-    teacher = SpeakerProfiler.from_folder(folder, device=device)
+    teacher = ProfilerModel.from_folder(folder, device=device)
     if label_space is not None:
         check_same_labels(label_space, teacher.label_space, folder)
     return teacher.eval().requires_grad_(False)

@@ -4,7 +4,7 @@ and IV-C; the first method of See et al.: one threshold over all the pruned laye
 The masks are kept by ``MagnitudePruner`` (a SpeechBrain recoverable: they are saved in
 every checkpoint and restored on resume), not by ``torch.nn.utils.prune``: the model's
 parameters keep their names, so a pruned folder has the core recipe's checkpoint layout
-and loads in ``infer.py`` / ``SpeakerProfiler.from_folder`` unchanged. Pruned weights are
+and loads in ``infer.py`` / ``ProfilerModel.from_folder`` unchanged. Pruned weights are
 held at exactly zero by masking their gradients before and the weights after every
 optimizer step (002: "the pruned weights are set to zero and gradients are also set to
 zero at the corresponding position").

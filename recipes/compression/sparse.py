@@ -4,7 +4,7 @@
   two or more dimensions is kept in compressed sparse row form (002 Section IV-C: "CSR
   with low bit index": int32 row pointers, int16 column indices where they fit, float32
   values) when that is smaller than the dense tensor, the rest dense.
-- ``load_sparse_profiler``: a dense ``SpeakerProfiler`` (for ``infer.py``-style use) from
+- ``load_sparse_profiler``: a dense ``ProfilerModel`` (for ``infer.py``-style use) from
   a folder's ``inference.yaml`` and such a file.
 - ``to_sparse_compute``: a copy of a model whose pruned Linear / Conv1d / Conv2d layers
   multiply with their CSR weights (``torch.sparse`` matmul on im2col columns), to time the
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
 
-from recipes.inference import SpeakerProfiler
+from recipes.inference import ProfilerModel
 
 FORMAT = "profiling-sparse-csr-v1"
 
@@ -90,7 +90,7 @@ def load_sparse_state(path):
 
 
 def load_sparse_profiler(folder, path=None, device="cpu"):
-    """A dense SpeakerProfiler: the architecture from <folder>/inference.yaml, every weight
+    """A dense ProfilerModel: the architecture from <folder>/inference.yaml, every weight
     and the feature statistics from the sparse file (default <folder>/pruned_model.pt)."""
     path = path or os.path.join(folder, "pruned_model.pt")
     yaml_path = os.path.join(folder, "inference.yaml")
@@ -98,7 +98,7 @@ def load_sparse_profiler(folder, path=None, device="cpu"):
         if not os.path.isfile(p):
             raise FileNotFoundError(f"{p} not found: is {folder} a prune.py output folder?")
     with open(yaml_path) as f:
-        model = SpeakerProfiler(load_hyperpyyaml(f))
+        model = ProfilerModel(load_hyperpyyaml(f))
     state = load_sparse_state(path)
     model.encoder.load_state_dict(state["encoder"])
     model.heads.load_state_dict(state["heads"])
