@@ -45,7 +45,8 @@ def true_labels(row, label_space):
 
 @torch.no_grad()
 def predict_rows(model, rows, batch_size=16, max_seconds=None):
-    """Prediction rows (ID, <task>_true, <task>_pred[, age_pred, age_true]) of manifest rows."""
+    """Prediction rows (ID, <task>_true, <task>_pred[, age_pred, age_true, age_lo, age_hi]) of
+    manifest rows (the columns of predictions_test.csv)."""
     ls, by_id, out = model.label_space, {r["ID"]: r for r in rows}, []
     names = {"gender": ls.genders, "age_sup": ls.age_sup, "age_sub": ls.age_sub}
     model.eval()
@@ -58,9 +59,11 @@ def predict_rows(model, rows, batch_size=16, max_seconds=None):
             true = true_labels(by_id[uid], ls)
             for t in TASKS:
                 row[f"{t}_true"], row[f"{t}_pred"] = true[t], names[t][int(probs[t][i].argmax())]
-            if age is not None:
+            if age is not None:  # years; an age-group-only row: the interval of its bin
                 row["age_pred"] = f"{float(age[i].reshape(-1)[0]):.2f}"
-                row["age_true"] = by_id[uid].get("age", "")
+                row["age_true"] = (by_id[uid].get("age") or "").strip()
+                lo, hi = ls.age_bins[true["age_sub"]] if true["age_sub"] and not row["age_true"] else ("", "")
+                row["age_lo"], row["age_hi"] = lo, hi
             out.append(row)
     return out
 

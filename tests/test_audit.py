@@ -88,3 +88,56 @@ def test_audit_summary_names_existing_layers(audit_run):
         assert layer in lw and layer != "ALL"
         assert lw[layer]["accuracy"][0] == max(v["accuracy"][0] for k, v in lw.items() if k != "ALL")
     assert summary in (out / "audit.md").read_text()
+
+
+def test_audit_yamls_share_keys_and_load():
+    """hparams/audit/commonvoice.yaml has every key of the demo audit (audit.py reads them)
+    and prepares its manifests with local/prepare_commonvoice.py."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    hps = {}
+    for name in ("demo", "commonvoice"):
+        with open(os.path.join(ROOT, "hparams", "audit", f"{name}.yaml")) as f:
+            hps[name] = load_hyperpyyaml(f, {"model_folder": "m"})
+    assert set(hps["demo"]) <= set(hps["commonvoice"])
+    assert hps["commonvoice"]["prepare_data"].func.__name__ == "prepare_commonvoice"
+    assert hps["demo"]["prepare_data"] is None
+
+
+def test_predict_rows_with_age_years(tmp_path, label_space):
+    """The model's own predictions, as predictions_test.csv columns: label names, the age
+    head's years, the exact age or else the bin of an age-group-only row."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from recipes.audit import predict_rows
+    from recipes.group_errors import group_errors
+
+    class Fake(torch.nn.Module):
+        sample_rate = 8000
+
+        def __init__(self):
+            super().__init__()
+            self.label_space = label_space
+
+        def forward(self, wavs, lens):
+            n = wavs.shape[0]
+            onehot = lambda k, i: torch.nn.functional.one_hot(torch.full((n,), i), k).float()  # noqa: E731
+            return {"gender": onehot(2, 1), "age_sup": onehot(2, 1), "age_sub": onehot(4, 2),
+                    "age_years": torch.full((n, 2), 30.0)}, torch.zeros(n, 4)
+
+    rows = []
+    for i, (g, age, group) in enumerate([("m", "25", ""), ("f", "", "senior"), ("m", "", "")]):
+        path = str(tmp_path / f"{i}.wav")
+        sf.write(path, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 8000)
+        rows.append({"ID": f"u{i}", "wav": path, "gender": g, "age": age, "age_group": group})
+    preds = {p["ID"]: p for p in predict_rows(Fake(), rows)}
+    assert preds["u0"]["gender_pred"] == "m" and preds["u0"]["age_sub_pred"] == "adult"
+    assert preds["u0"]["age_sub_true"] == "adult" and preds["u0"]["age_sup_true"] == "grown"
+    assert (preds["u0"]["age_pred"], preds["u0"]["age_true"], preds["u0"]["age_lo"]) == ("30.00", "25", "")
+    assert (preds["u1"]["age_lo"], preds["u1"]["age_hi"]) == (45.0, 120.0)
+    assert preds["u2"]["age_sub_true"] == "" and preds["u2"]["age_lo"] == ""
+    res = group_errors(rows, list(preds.values()))
+    mae = {r["group"]: r["age_mae"] for r in res["tables"]["gender x age group"]}
+    assert mae == {"m / adult": 5.0, "f / senior": 15.0, "m / (missing)": None}

@@ -147,3 +147,26 @@ def test_timit_recipe_yaml_loads(tmp_path):
     assert hp["label_space"].age_sub == ["20s", "30s", "40s", "50+"]
     paths = hp["prepare_data"]()
     assert len(rows(paths["test"])) == 9
+
+
+def test_timit_recipe_trains_with_age_head(tmp_path):
+    """train.py on the miniature TIMIT (SPHERE audio, 16 kHz read at 8 kHz), tiny encoder, one
+    epoch: the age head's years reach the per-group table (age MAE per gender x age group)."""
+    import subprocess
+    import sys
+
+    data = make_timit(tmp_path / "data")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "train.py", "hparams/timit/train.yaml", f"--data_folder={data}",
+           f"--output_folder={out}", "--model=!include:../encoders/ecapa_tiny.yaml", "--number_of_epochs=1",
+           "--batch_size=4", "--ckpt_interval_minutes=0", "--head_hidden=32", "--noprogressbar"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    test = json.load(open(out / "results.json"))["test"]
+    rows = test["groups"]["tables"]["gender x age group"]
+    assert sum(r["n"] for r in rows) == 9
+    assert {r["group"] for r in rows} == {"m / 20s", "f / 50+", "m / 30s"}
+    assert all(r["age_mae"] is not None and r["age_mae"] >= 0 for r in rows)
+    preds = list(csv.DictReader(open(out / "predictions_test.csv")))
+    assert len(preds) == 9 and all(float(p["age_true"]) == AGES[p["ID"].split("_")[0]] for p in preds)
