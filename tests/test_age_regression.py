@@ -191,3 +191,21 @@ def test_interface_infer_and_export_carry_the_years(age_run, tmp_path):
     assert [o.name for o in sess.get_outputs()][-1] == AGE_KEY
     for got in (ts, torch.from_numpy(onnx_out[-1])):
         assert float((got - ref).abs().max()) < 1e-3  # years (1e-4 relative to ~40)
+
+
+def test_dataset_gives_points_bins_and_missing_ages(label_space, tmp_path):
+    import soundfile as sf
+
+    from recipes.data.pipelines import make_dataset
+
+    rows = [("a", "30", ""), ("b", "", "teen"), ("c", "", "")]  # exact age, a group only, no age
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID", "wav", "duration", "spk_id", "gender", "age", "age_group"])
+        for uid, age, group in rows:
+            sf.write(tmp_path / f"{uid}.wav", 0.3 * np.random.default_rng(0).standard_normal(8000), 8000)
+            w.writerow([uid, str(tmp_path / f"{uid}.wav"), 1.0, uid, "f", age, group])
+    data = make_dataset(str(tmp_path / "m.csv"), label_space, 8000)
+    got = {data[i]["id"]: data[i]["age_years"].tolist() for i in range(3)}
+    assert got["a"] == [30.0, 30.0] and got["b"] == [12.0, 17.0] and all(math.isnan(x) for x in got["c"])
+    assert data[2]["age_sub_idx"].item() == -1  # the group heads mask the same row
