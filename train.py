@@ -60,7 +60,7 @@ def main(argv):
                      for _, row in read_rows(path, hparams["missing_labels"])]
         add_coverage(brain.test_results, [r["ID"] for r in test_rows], brain.test_collector.ids)  # rows not scored
         write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
-        groups = run_group_errors(out, test_rows, hparams["label_space"], hparams.get("group_min_count", 1))
+        groups = run_group_errors(out, test_rows, hparams["label_space"], hparams["group_min_count"])
         brain.test_results["groups"] = groups  # per gender x age group (language, channel) errors and gaps
         table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
         table += "\n\n" + append_markdown(out, groups)

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 # what a trained folder needs to run inference (see recipes/inference.py)
 INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder", "heads",
-                  "label_space", "mkd", "concat_teacher", "teacher_folder")
+                  "label_space", "mkd", "concat_teacher", "teacher_folder", "speech")
 
 
 def manifest_paths(hparams):
