@@ -53,7 +53,7 @@ PRETRAINED_DIR = "pretrained"
 WEIGHTS = ("encoder", "heads", "normalizer")  # checkpoint names, as in the training YAMLs
 TASKS = ("gender", "age_sup", "age_sub")
 MKD_DEFAULTS = {"mkd": "False", "concat_teacher": "False", "teacher_folder": "null"}
-SPEECH_BLOCK = r"^speech: .*\n(?:[ #].*\n|\n)*?(?=^\S)"  # hparams/interface.yaml's default block
+SPEECH_BLOCK = r"^speech: .*\n(?:[ #].*\n|\n)*?(?=^\S|\Z)"  # hparams/interface.yaml's default block
 SHIM = ('"""Entry point for speechbrain.inference.interfaces.foreign_class (needs the project '
         'on the Python path)."""\n\nfrom recipes.interface import SpeakerProfilerInterface  # noqa: F401\n')
 

@@ -19,6 +19,7 @@ Tolerances:
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -117,13 +118,17 @@ def test_inference_reads_the_training_speech_thresholds(tiny_run, tmp_path):
     replaces interface.yaml's default; a command-line override changes one threshold."""
     import shutil
 
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.interface import SPEECH_BLOCK, SpeakerProfilerInterface
 
     root, out = tiny_run
+    with open(out / "pretrained" / "hyperparams.yaml") as f:  # train.py's export: one speech block
+        assert len(re.findall(r"^speech:", f.read(), re.M)) == 1
     copy = tmp_path / "out"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("pretrained"))
-    with open(copy / "inference.yaml", "a") as f:
-        f.write("speech: !new:recipes.data.speech.SpeechConfig\n    floor_dbfs: -30.0\n"
+    with open(copy / "inference.yaml") as f:
+        text = re.sub(SPEECH_BLOCK, "", f.read(), flags=re.M)  # the recipe's, if written
+    with open(copy / "inference.yaml", "w") as f:
+        f.write(text + "speech: !new:recipes.data.speech.SpeechConfig\n    floor_dbfs: -30.0\n"
                 "    min_speech_seconds: 0.25\n")
     profiler = SpeakerProfilerInterface.from_folder(str(copy))
     assert profiler.hparams.speech.floor_dbfs == -30.0 and profiler.hparams.speech.min_speech_seconds == 0.25

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Robustness benchmark -> benchmarks/robustness.md (each part replaces its own section).
+
+``padding``: accuracy of a trained model on test clips as they are and padded before and
+after with 1-3 s (uniform, per side and per clip, seeded) of digital silence, of -60 dBFS
+and of -80 dBFS white noise, with two inference rules:
+
+- ``window floor`` (the previous inference, reproduced here): windows of the whole
+  recording, a window used when its RMS level is >= floor_dbfs and >= (loudest window -
+  threshold_db);
+- ``speech frames`` (recipes/windows.py, the default): non-speech frames of
+  recipes/data/speech.py dropped, then the speech cut into windows.
+
+"changed" counts the clips whose label differs from the same rule's answer on the clean
+clip. ``faults``: benchmarks/robustness_faults.py runs each kind of bad input or fault with the
+real commands and records what happens (exit code, message).
+
+    python benchmarks/robustness.py padding --smoke           # a 1-epoch demo model, 16 clips
+    python benchmarks/robustness.py padding --model_folder results/demo/1234 \\
+        --manifest results/demo/1234/manifests/test.csv --name demo
+    python benchmarks/robustness.py faults                    # the table of bad inputs / faults
+"""
+
+import argparse
+import csv
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from recipes.data.audio import AudioError, load_audio  # noqa: E402
+from recipes.data.pipelines import label_tensors  # noqa: E402
+from recipes.data.speech import SpeechConfig  # noqa: E402
+from recipes.interface import TASKS, SpeakerProfilerInterface  # noqa: E402
+from recipes.windows import window_bounds  # noqa: E402
+
+MD = os.path.join(ROOT, "benchmarks", "robustness.md")
+CONDITIONS = ("clean", "silence", "noise -60 dBFS", "noise -80 dBFS")
+RULES = ("window floor", "speech frames")
+
+
+def pad(sig, condition, sr, rng):
+    """``sig`` with 1-3 s of ``condition`` before and after (``rng``: per clip)."""
+    if condition == "clean":
+        return sig
+    sides = []
+    for _ in range(2):
+        n = int(rng.uniform(1.0, 3.0) * sr)
+        if condition == "silence":
+            sides.append(torch.zeros(n))
+        else:
+            dbfs = float(condition.split()[1])
+            g = torch.Generator().manual_seed(rng.randrange(2 ** 31))
+            sides.append(torch.randn(n, generator=g) * 10 ** (dbfs / 20))
+    return torch.cat([sides[0], sig, sides[1]])
+
+
+def window_floor_results(profiler, signals):
+    """Result dicts of the previous rule: windows of the whole signal above the level thresholds."""
+    hp, speech = profiler.hparams, SpeechConfig.coerce(getattr(profiler.hparams, "speech", None))
+    sr = profiler.sample_rate
+    window, hop = int(round(hp.window_seconds * sr)), int(round(hp.hop_seconds * sr))
+    windows, owner = [], []
+    for i, sig in enumerate(signals):
+        bounds = window_bounds(sig.numel(), window, hop)
+        rms = torch.stack([sig[a:b].pow(2).mean().sqrt() for a, b in bounds])
+        level = 20 * torch.log10(rms.clamp_min(1e-12))
+        keep = (level >= speech.floor_dbfs) & (level >= level.max() - speech.threshold_db)
+        windows += [sig[a:b] for (a, b), k in zip(bounds, keep.tolist()) if k]
+        owner += [i] * int(keep.sum())
+    probs, embs = profiler.run_windows(windows)
+    owner = torch.tensor(owner, dtype=torch.long)
+    out = []
+    for i in range(len(signals)):
+        sel = owner == i
+        mean = {t: p[sel].mean(0) for t, p in probs.items()} if sel.any() else None
+        out.append(profiler._result(mean, None, 0, int(sel.sum())))
+    return out
+
+
+def manifest_clips(path, limit):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    rows = rows[:limit] if limit else rows
+    folder = os.path.dirname(os.path.abspath(path))
+    for r in rows:
+        if not os.path.isabs(r["wav"]) and not os.path.exists(r["wav"]):
+            r["wav"] = os.path.join(folder, r["wav"])
+    return rows
+
+
+def padding_benchmark(model_folder, manifest, limit=0, seed=0, batch=16):
+    """{(rule, condition): {task: (correct, scored, changed)}}, number of clips read."""
+    profiler = SpeakerProfilerInterface.from_folder(model_folder)
+    sr, ls = profiler.sample_rate, profiler.label_space
+    rows, truth = [], []
+    for r in manifest_clips(manifest, limit):
+        try:
+            sig = load_audio(r["wav"], sr)
+        except AudioError as err:
+            print(f"skipping {r['ID']}: {err}", file=sys.stderr)
+            continue
+        idx = label_tensors(ls, r.get("gender", ""), r.get("age", ""), r.get("age_group", ""), r["ID"])
+        rows.append(sig)
+        truth.append({t: int(i) for t, i in zip(TASKS, idx)})
+    table = {}
+    for rule in RULES:
+        clean_labels = None
+        for cond in CONDITIONS:
+            rng = random.Random(seed)  # the same pads for both rules
+            labels = []
+            for k in range(0, len(rows), batch):
+                sigs = [pad(s, cond, sr, rng) for s in rows[k:k + batch]]
+                res = profiler.classify_signals(sigs) if rule == "speech frames" else \
+                    window_floor_results(profiler, sigs)
+                labels += [{t: (r[t]["label"] if not r["silent"] else None) for t in TASKS} for r in res]
+            clean_labels = clean_labels or labels
+            cell = {}
+            for t in TASKS:
+                names = profiler.class_names[t]
+                scored = [(lab[t], tr[t]) for lab, tr in zip(labels, truth) if tr[t] >= 0]
+                correct = sum(lab == names[i] for lab, i in scored)
+                changed = sum(a[t] != b[t] for a, b in zip(labels, clean_labels))
+                cell[t] = (correct, len(scored), changed)
+            table[(rule, cond)] = cell
+            print(rule, cond, cell, flush=True)
+    return table, len(rows)
+
+
+def padding_markdown(table, n, name, command, seconds):
+    lines = [f"### {name}", "", f"`{command}` ({n} clips, {seconds:.0f} s on {platform.machine()} CPU)", "",
+             "| inference rule | input | " + " | ".join(f"{t} acc" for t in TASKS) + " | gender changed |",
+             "|---|---|" + "---|" * (len(TASKS) + 1)]
+    for (rule, cond), cell in table.items():
+        accs = [f"{c / max(s, 1):.3f} ({c}/{s})" for c, s, _ in (cell[t] for t in TASKS)]
+        lines.append(f"| {rule} | {cond} | " + " | ".join(accs) + f" | {cell['gender'][2]}/{n} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(key, text, path=MD):
+    """Replace (or append) the ``<!-- key -->`` ... ``<!-- /key -->`` block of the markdown."""
+    begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"
+    body = open(path).read() if os.path.isfile(path) else "# Robustness: silence, bad inputs, faults\n\n"
+    block = f"{begin}\n{text}{end}\n"
+    if begin in body and end in body:
+        body = body[:body.index(begin)] + block + body[body.index(end) + len(end) + 1:]
+    else:
+        body += "\n" + block
+    with open(path + ".tmp", "w") as f:
+        f.write(body)
+    os.replace(path + ".tmp", path)
+
+
+def smoke_model(work):
+    """A 1-epoch demo model (as tests/conftest.py tiny_run): (model folder, test manifest)."""
+    out = os.path.join(work, "out")
+    subprocess.run([sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={out}",
+                    f"--data_folder={os.path.join(work, 'demo')}", "--demo_speakers_per_cell=3",
+                    "--demo_utts_per_speaker=3", "--number_of_epochs=1", "--noprogressbar"],
+                   cwd=ROOT, check=True, capture_output=True)
+    return out, os.path.join(out, "manifests", "test.csv")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("part", choices=["padding", "faults"])
+    ap.add_argument("--model_folder", help="padding: a train.py output folder or an exported folder")
+    ap.add_argument("--manifest", help="padding: a test manifest CSV (ID, wav, gender, age, age_group)")
+    ap.add_argument("--name", default=None, help="padding: the section's title (default: the model folder)")
+    ap.add_argument("--limit", type=int, default=0, help="padding: first N clips only (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--smoke", action="store_true", help="a 1-epoch demo model trained here, 16 clips")
+    ap.add_argument("--out", default=None, help=f"markdown to update (default {os.path.relpath(MD, ROOT)}; "
+                                                 "--smoke: none, the table is printed)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    out_md = args.out or (None if args.smoke else MD)
+    if args.part == "faults":
+        from benchmarks.robustness_faults import faults_markdown
+
+        replace_section("faults", faults_markdown(), out_md or MD)
+        return 0
+    with tempfile.TemporaryDirectory() as work:
+        if args.smoke:
+            args.model_folder, args.manifest = smoke_model(work)
+            args.limit, args.name = args.limit or 16, args.name or "smoke (1-epoch demo model)"
+        if not (args.model_folder and args.manifest):
+            ap.error("padding needs --model_folder and --manifest (or --smoke)")
+        t0 = time.time()
+        table, n = padding_benchmark(args.model_folder, args.manifest, args.limit, args.seed)
+        name = args.name or args.model_folder
+        command = "python benchmarks/robustness.py padding " + (
+            "--smoke" if args.smoke else f"--model_folder {args.model_folder} --manifest {args.manifest}"
+            + (f" --limit {args.limit}" if args.limit else ""))
+        text = padding_markdown(table, n, name, command, time.time() - t0)
+    if out_md:
+        replace_section(f"padding {name}", text, out_md)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
