@@ -1,4 +1,4 @@
-"""Age in years: the regression head beside the group heads, its targets and the groups
+"""Age in years: the targets of the regression head (recipes.heads.AgeHead) and the groups
 derived from predicted years.
 
 Targets are intervals ``[lower, upper]`` in years: an exact age is ``[age, age]`` (a point),
@@ -16,30 +16,6 @@ import torch
 
 AGE_KEY = "age_years"
 AGE_LOSSES = ("l1", "gaussian_nll")
-
-
-class AgeHead(torch.nn.Module):
-    """Dense block (as recipes.heads.TaskHead) + a linear output, in years:
-    ``center + scale * z`` (the output starts near ``center``); with ``predict_sigma``
-    also sigma = ``scale * softplus(z2) + min_sigma`` years."""
-
-    def __init__(self, input_size, hidden_size=256, dropout=0.2, layer_norm=False, predict_sigma=False,
-                 center=40.0, scale=20.0, min_sigma=1.0):
-        super().__init__()
-        norm = torch.nn.LayerNorm(hidden_size) if layer_norm else torch.nn.BatchNorm1d(hidden_size)
-        self.hidden = torch.nn.Sequential(torch.nn.Linear(input_size, hidden_size), norm,
-                                          torch.nn.LeakyReLU(), torch.nn.Dropout(dropout))
-        self.regressor = torch.nn.Linear(hidden_size, 2 if predict_sigma else 1)
-        self.center, self.scale, self.min_sigma = float(center), float(scale), float(min_sigma)
-        self.predict_sigma = bool(predict_sigma)
-
-    def forward(self, x):
-        z = self.regressor(self.hidden(x))
-        years = self.center + self.scale * z[:, :1]
-        if not self.predict_sigma:
-            return years
-        sigma = self.scale * torch.nn.functional.softplus(z[:, 1:]) + self.min_sigma
-        return torch.cat([years, sigma], dim=1)
 
 
 def age_interval(label_space, age, age_group):

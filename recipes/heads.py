@@ -4,7 +4,7 @@ an age-in-years regression head beside them (recipes/age.py)."""
 
 import torch
 
-from recipes.age import AGE_KEY, AGE_LOSSES, AgeHead
+from recipes.age import AGE_KEY, AGE_LOSSES
 
 
 class TaskHead(torch.nn.Module):
@@ -29,10 +29,30 @@ class TaskHead(torch.nn.Module):
         return self.classifier(self.hidden(x))
 
 
+class AgeHead(TaskHead):
+    """Age in years (recipes/age.py): a TaskHead with 1 output, ``center + scale * z`` years
+    (the output starts near ``center``), or with ``predict_sigma`` 2: years and sigma =
+    ``scale * softplus(z2) + min_sigma`` years."""
+
+    def __init__(self, input_size, hidden_size=256, dropout=0.2, layer_norm=False, predict_sigma=False,
+                 center=40.0, scale=20.0, min_sigma=1.0):
+        super().__init__(input_size, 2 if predict_sigma else 1, hidden_size, dropout, layer_norm)
+        self.center, self.scale, self.min_sigma = float(center), float(scale), float(min_sigma)
+        self.predict_sigma = bool(predict_sigma)
+
+    def forward(self, x):
+        z = super().forward(x)
+        years = self.center + self.scale * z[:, :1]
+        if not self.predict_sigma:
+            return years
+        sigma = self.scale * torch.nn.functional.softplus(z[:, 1:]) + self.min_sigma
+        return torch.cat([years, sigma], dim=1)
+
+
 class ProfilingHeads(torch.nn.Module):
     """The three heads on a shared embedding; class counts come from the LabelSpace.
 
-    ``age_regression: True`` adds ``age`` (recipes.age.AgeHead: years, and sigma with
+    ``age_regression: True`` adds ``age`` (AgeHead: years, and sigma with
     ``age_loss: gaussian_nll``); off, the module and its state dict are the three heads only
     (older checkpoints load)."""
 
