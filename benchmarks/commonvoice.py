@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Benchmark of the Common Voice recipe: core rows on the Common Voice sample's speaker-disjoint
+test, and every trained row scored on speechocean762's test split (adults / teens / children).
+
+Each row is hparams/commonvoice/train.yaml with its own options (encoder, base or +CH, class
+imbalance handling); its output folder is <results>/<row>/<seed>. A row is trained only with
+``--train`` and only when its results.json is missing; otherwise the script collects what exists
+and lists the rest as "not run yet". Wall times come from <results>/times.txt (lines
+"<row> rc=<code> seconds=<s>", appended by --train or by whoever trained the row).
+
+speechocean762 scoring goes through the public inference class
+(recipes.interface.SpeakerProfilerInterface) on the test manifest that
+local/prepare_speechocean762.py writes (<results>/speechocean762_manifests); the scores of a
+row are cached in <results>/speechocean762_scores/<row>.json with the checkpoint they came
+from, so a re-run scores only new or retrained rows.
+
+    python benchmarks/commonvoice.py                  # collect + score, write the table
+    python benchmarks/commonvoice.py --train --rows ecapa_cpu_ch_plain
+    python benchmarks/commonvoice.py --add-row "my_row --class_weighting=inverse"
+"""
+
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+CV_DATA = "../shared/data/commonvoice-sample-8k"
+SO_DATA = "../shared/data/speechocean762-8k"
+RESULTS = "results/bench_cv"
+DEFAULT_SEED = 1234  # hparams/blocks/train.yaml
+TABLE = "benchmarks/commonvoice_core.md"
+BALANCED = "--balance_sampling_by=[gender,age_sub]"
+RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
+BASE = "--hierarchical=False"
+# name -> extra train.py options (ECAPA / ResNet CPU teachers, base / +CH, imbalance on / off)
+ROWS = {
+    "ecapa_cpu_ch_balanced": [BALANCED],
+    "ecapa_cpu_ch_plain": [],
+    "ecapa_cpu_base_balanced": [BASE, BALANCED],
+    "ecapa_cpu_base_plain": [BASE],
+    "resnet_cpu_ch_balanced": [RESNET, BALANCED],
+    "resnet_cpu_ch_plain": [RESNET],
+    "resnet_cpu_base_balanced": [RESNET, BASE, BALANCED],
+    "resnet_cpu_base_plain": [RESNET, BASE],
+}
+TASKS = ("gender", "age_sup", "age_sub")
+# goals on the Common Voice test: (label, results.json task, metric, threshold, higher is better)
+CV_GOALS = (("gender F1 >= 0.96", "gender", "f1", 0.96, True),
+            ("age-sub F1 >= 0.45", "age_sub", "f1", 0.45, True),
+            ("MACE <= 0.86", "age_sub", "mace", 0.86, False))
+SO_GOAL = 0.95  # speechocean762 adult gender accuracy
+SO_GROUPS = ("adult", "teen", "child")  # >= 20 y, 16-19 y, < 16 y
+
+
+def so_group(age):
+    a = float(age)
+    return "child" if a < 16 else "teen" if a < 20 else "adult"
+
+
+def in_root(path):
+    return path if os.path.isabs(path) else os.path.join(ROOT, path)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def train_command(name, opts, args):
+    out = f"{args.results}/{name}/{args.seed}"
+    seed = [] if args.seed == DEFAULT_SEED else [f"--seed={args.seed}"]  # the YAML's seed otherwise
+    return ["train.py", "hparams/commonvoice/train.yaml", f"--data_folder={args.data}", f"--output_folder={out}",
+            f"--number_of_epochs={args.epochs}", f"--lr={args.lr}", *seed, "--noprogressbar", *opts]
+
+
+def read_times(path):
+    """row -> seconds of its last successful run in a times.txt."""
+    times = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"(\S+) rc=(\d+) seconds=(\d+)", line.strip())
+                if m and m.group(2) == "0":
+                    times[m.group(1)] = int(m.group(3))
+    return times
+
+
+def train_row(name, cmd, args):
+    """Run train.py for one row (its log in <results>/<row>.log) and append its wall time."""
+    results = in_root(args.results)
+    os.makedirs(results, exist_ok=True)
+    t0 = time.time()
+    with open(os.path.join(results, f"{name}.log"), "a") as log:
+        rc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    with open(os.path.join(results, "times.txt"), "a") as f:
+        f.write(f"{name} rc={rc} seconds={int(time.time() - t0)}\n")
+    if rc != 0:
+        print(f"{name}: train.py failed (rc={rc}), see {results}/{name}.log", file=sys.stderr)
+
+
+# ---- Common Voice test: majority-class baseline -------------------------------------------
+def label_space_of(folder):
+    from recipes.inference import ProfilerModel
+    return ProfilerModel.from_folder(str(folder)).label_space
+
+
+def true_indices(rows, space, manifest):
+    """(gender, age_sup, age_sub) class indices of manifest rows (errors name file and row)."""
+    from recipes.labels import LabelError
+    out = []
+    for n, r in enumerate(rows, 2):
+        try:
+            sub = space.sub_index(r.get("age"), r.get("age_group"))
+            out.append((space.gender_index(r["gender"]), space.sup_index(sub), sub))
+        except (LabelError, KeyError) as err:
+            raise ValueError(f"{manifest}, row {n}: {err}") from None
+    return out
+
+
+def majority_baseline(manifest, space):
+    """Always the test split's most frequent class, per task: P/R/F1 (macro), MACE of the ages."""
+    from sklearn.metrics import precision_recall_fscore_support
+    labels = true_indices(read_csv(manifest), space, manifest)
+    sizes = (space.n_gender, space.n_sup, space.n_sub)
+    out = {}
+    for t, task in enumerate(TASKS):
+        true = [lab[t] for lab in labels]
+        maj = max(set(true), key=true.count)
+        p, r, f, _ = precision_recall_fscore_support(true, [maj] * len(true), labels=list(range(sizes[t])),
+                                                     average="macro", zero_division=0)
+        out[task] = {"precision": p, "recall": r, "f1": f, "class": maj}
+        if task != "gender":
+            out[task]["mace"] = sum(abs(maj - y) for y in true) / len(true)
+    return out
+
+
+def goals_cv(res):
+    met, missed = [], []
+    for label, task, metric, thr, higher in CV_GOALS:
+        v = res[task].get(metric)
+        ok = v is not None and (v >= thr if higher else v <= thr)
+        (met if ok else missed).append(label)
+    return met, missed
+
+
+# ---- speechocean762 through the public inference class ------------------------------------
+def speechocean_manifest(args):
+    """The speechocean762 test manifest: a speechocean762 run's, else prepared into <results>."""
+    import glob
+    found = sorted(glob.glob(os.path.join(ROOT, "results", "speechocean762", "*", "*", "manifests", "test.csv")))
+    if found:
+        return found[0]
+    from local.prepare_speechocean762 import prepare_speechocean762
+    save = os.path.join(in_root(args.results), "speechocean762_manifests")
+    return prepare_speechocean762(in_root(args.so_data), save, skip_bad=True, sample_rate=8000)["test"]
+
+
+def score_speechocean(folder, manifest, batch_size=16):
+    """Gender accuracy / macro-F1 per age group (adult >= 20, teen 16-19, child < 16) and the
+    adults' age-decade accuracy and MACE (exact ages mapped by the model's own age bins)."""
+    from sklearn.metrics import f1_score
+
+    from recipes.interface import SpeakerProfilerInterface
+    from recipes.labels import LabelError
+
+    prof = SpeakerProfilerInterface.from_folder(str(folder))
+    space, genders = prof.label_space, prof.class_names["gender"]
+    rows = read_csv(manifest)
+    pairs = {g: {"true": [], "pred": [], "spk": set(), "silent": 0} for g in SO_GROUPS}
+    sub_true, sub_pred, outside = [], [], 0
+    for k in range(0, len(rows), batch_size):
+        chunk = rows[k:k + batch_size]
+        results = prof.classify_files([in_root(r["wav"]) for r in chunk])
+        for n, (r, res) in enumerate(zip(chunk, results), k + 2):
+            try:
+                group, gender = so_group(r["age"]), genders[space.gender_index(r["gender"])]
+            except (ValueError, LabelError) as err:
+                raise ValueError(f"{manifest}, row {n}: {err}") from None
+            cell = pairs[group]
+            cell["spk"].add(r["spk_id"])
+            if res["silent"]:
+                cell["silent"] += 1
+                continue
+            cell["true"].append(gender)
+            cell["pred"].append(res["gender"]["label"])
+            if group == "adult":
+                try:
+                    sub_true.append(space.sub_index_from_age(r["age"]))
+                except LabelError:
+                    outside += 1
+                    continue
+                sub_pred.append(space.age_sub.index(res["age_sub"]["label"]))
+    scores = {}
+    for g, c in pairs.items():
+        n = len(c["true"])
+        scores[g] = {"clips": n, "speakers": len(c["spk"]), "silent": c["silent"],
+                     "gender_acc": sum(a == b for a, b in zip(c["true"], c["pred"])) / n if n else None,
+                     "gender_f1": f1_score(c["true"], c["pred"], labels=genders, average="macro",
+                                           zero_division=0) if n else None}
+    n = len(sub_true)
+    scores["adult"].update(
+        decade_acc=sum(a == b for a, b in zip(sub_true, sub_pred)) / n if n else None,
+        decade_mace=sum(abs(a - b) for a, b in zip(sub_true, sub_pred)) / n if n else None,
+        decade_outside_bins=outside)
+    return scores
+
+
+def cached_speechocean(name, folder, manifest, args):
+    """A row's speechocean762 scores, from the cache when it holds the same checkpoint."""
+    from recipes.interface import best_checkpoint
+    cache = os.path.join(in_root(args.results), "speechocean762_scores", f"{name}.json")
+    ckpt = best_checkpoint(str(folder)).path.name
+    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}
+    if os.path.isfile(cache):
+        with open(cache) as f:
+            old = json.load(f)
+        if {k: old.get(k) for k in key} == key:
+            return old["scores"]
+    t0 = time.time()
+    scores = score_speechocean(folder, manifest)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, "w") as f:
+        json.dump({**key, "seconds": round(time.time() - t0), "scores": scores}, f, indent=1)
+    return scores
+
+
+# ---- the table ----------------------------------------------------------------------------
+def pct(v):
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def machine():
+    try:
+        info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        info = ""
+    model = re.search(r"^Model name:\s*(.+)$", info, re.M)
+    return f"{model.group(1).strip() if model else 'unknown CPU'}, {os.cpu_count()} CPU cores, no GPU"
+
+
+def shell(cmd):
+    return "python " + " ".join(shlex.quote(c) for c in cmd)
+
+
+def cv_line(name, res, spk, secs):
+    met, missed = goals_cv(res)
+    cells = [pct(res[t][m]) for t in TASKS for m in ("precision", "recall", "f1")]
+    mace = [f"{res[t]['mace']:.2f}" if res[t].get("mace") is not None else "n/a" for t in ("age_sup", "age_sub")]
+    goal = "; ".join(x for x in (f"met: {', '.join(met)}" if met else "",
+                                 f"MISSED: {', '.join(missed)}" if missed else "") if x)
+    wall = f"{secs / 60:.0f} min" if secs else "not recorded"
+    return (f"| {name} | " + " | ".join(cells + mace) + f" | {pct(res['hierarchy_consistency'])} | "
+            f"{res['n_scored']} / {spk} | {wall} | {goal} |")
+
+
+def so_line(name, s):
+    a = s["adult"]
+    ok = a["gender_acc"] is not None and a["gender_acc"] >= SO_GOAL
+    cells = []
+    for g in SO_GROUPS:
+        cells += [f"{s[g]['clips']} / {s[g]['speakers']}", pct(s[g]["gender_acc"]), pct(s[g]["gender_f1"])]
+    mace = "n/a" if a["decade_mace"] is None else f"{a['decade_mace']:.2f}"
+    return (f"| {name} | " + " | ".join(cells) + f" | {pct(a['decade_acc'])} | {mace} | "
+            f"{'met' if ok else 'MISSED'}: adult gender acc >= {SO_GOAL} |")
+
+
+def build_table(rows, args, so_scores, baseline, so_manifest, so_note):
+    header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
+              f"Machine: {machine()}. Seed {args.seed}, one seed per row; {args.epochs} epochs, lr {args.lr} "
+              "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders). Test on whole clips with "
+              "the checkpoint of best validation mean F1. Wall times include preparation and evaluation and were "
+              "measured while other jobs shared the cores. Written by `python benchmarks/commonvoice.py`.", "",
+              "Goals: Common Voice test gender macro-F1 >= 0.96, age-sub (decade) macro-F1 >= 0.45, age-sub "
+              f"MACE <= 0.86; speechocean762 adult gender accuracy >= {SO_GOAL}. A missed goal says MISSED.", "",
+              "## Common Voice test (P / R / F1 macro, %; MACE: mean |predicted - true| group index)", "",
+              "| row | gender P | R | F1 | age-sup P | R | F1 | age-sub P | R | F1 | MACE sup | MACE sub "
+              "| consistency | test clips / speakers | wall time | goals |",
+              "|---|" + "---|" * 15]
+    lines, missing, so_lines = list(header), [], []
+    for name, cmd, out, secs in rows:
+        path = os.path.join(out, "results.json")
+        if not os.path.isfile(path):
+            missing.append((name, cmd))
+            continue
+        with open(path) as f:
+            res = json.load(f)["test"]
+        spk = len({r["spk_id"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))})
+        lines.append(cv_line(name, res, spk, secs))
+        if name in so_scores:
+            so_lines.append(so_line(name, so_scores[name]))
+    if baseline:
+        b = baseline
+        cells = [pct(b[t][m]) for t in TASKS for m in ("precision", "recall", "f1")]
+        lines.append("| majority class (test split's most frequent class per task) | " + " | ".join(cells) +
+                     f" | {b['age_sup']['mace']:.2f} | {b['age_sub']['mace']:.2f} | | | | |")
+    for name, cmd in missing:
+        lines.append(f"| {name} | " + " | ".join(["not run yet"] + [""] * 14) + " |")
+    lines += ["", "## speechocean762 test (unseen corpus: read English by Mandarin speakers; clips / speakers, "
+              "gender accuracy and macro-F1, %)", "",
+              f"Manifest: `{so_manifest}`. Age groups by the speakers' exact ages: adult >= 20, teen 16-19, "
+              "child < 16 (Common Voice has no children: the child and teen columns show how far the models "
+              "generalise, not a goal). Adult age decade: each adult's exact age mapped onto the model's own "
+              "age-sub bins. Scored through recipes.interface.SpeakerProfilerInterface (windows, speech "
+              "frames only). " + so_note, "",
+              "| row | adult clips / spk | adult gender acc | F1 | teen clips / spk | teen acc | F1 | child clips / "
+              "spk | child acc | F1 | adult decade acc | adult decade MACE | goal |", "|---|" + "---|" * 12]
+    lines += so_lines or ["| (no row scored yet) |" + " |" * 12]
+    lines += ["", "## Commands (from the repository root)", ""]
+    lines += [f"- {name}: `{shell(cmd)}`" + ("" if os.path.isfile(os.path.join(out, "results.json"))
+                                             else " (not run yet)") for name, cmd, out, _ in rows]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(n for n, _ in missing) + ". Each CPU training of this recipe "
+                  "takes tens of minutes on 2 shared cores, so the rows are trained one by one "
+                  "(`python benchmarks/commonvoice.py --train --rows <row>`); the table is rewritten from "
+                  "whatever results.json exists."]
+    return lines
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to list (default: all of {list(ROWS)})")
+    ap.add_argument("--add-row", action="append", default=[], metavar="'NAME OPTIONS'",
+                    help="an extra row: its name then its train.py options")
+    ap.add_argument("--train", action="store_true", help="train the rows whose results.json is missing")
+    ap.add_argument("--no-speechocean", action="store_true", help="do not score on speechocean762")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--data", default=CV_DATA, help="Common Voice folder (relative to the repository root)")
+    ap.add_argument("--so-data", default=SO_DATA, help="speechocean762 folder (relative to the repository root)")
+    ap.add_argument("--results", default=RESULTS)
+    ap.add_argument("--table", default=TABLE)
+    args = ap.parse_args(argv)
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        ap.error(f"unknown row(s) {unknown}; known: {list(ROWS)} (or --add-row)")
+    specs = [(r, ROWS[r]) for r in args.rows] + [(s.split()[0], s.split()[1:]) for s in args.add_row]
+    rows = []
+    for name, opts in specs:
+        cmd = train_command(name, opts, args)
+        out = in_root(f"{args.results}/{name}/{args.seed}")
+        if args.train and not os.path.isfile(os.path.join(out, "results.json")):
+            train_row(name, cmd, args)
+        rows.append((name, cmd, out, None))
+    times = read_times(os.path.join(in_root(args.results), "times.txt"))
+    rows = [(n, c, o, times.get(n)) for n, c, o, _ in rows]
+    done = [(n, o) for n, _, o, _ in rows if os.path.isfile(os.path.join(o, "results.json"))]
+    baseline = so_manifest = None
+    so_scores, so_note = {}, ""
+    if done:
+        baseline = majority_baseline(os.path.join(done[0][1], "manifests", "test.csv"), label_space_of(done[0][1]))
+    if args.no_speechocean:
+        so_note = "Not scored in this run (--no-speechocean)."
+    elif not os.path.isdir(in_root(args.so_data)):
+        so_note = f"Not scored: {args.so_data} is absent on this machine."
+    elif done:
+        so_manifest = speechocean_manifest(args)
+        for name, out in done:
+            print(f"scoring {name} on speechocean762 ...", flush=True)
+            so_scores[name] = cached_speechocean(name, out, so_manifest, args)
+        so_manifest = os.path.relpath(so_manifest, ROOT)
+    lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note)
+    with open(in_root(args.table), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""benchmarks/commonvoice.py on the tiny demo model: speechocean762-style scoring per age group
+through the inference class, its cache, the majority baseline and the table (rows not run yet,
+goals met / missed)."""
+
+import csv
+import json
+import os
+import sys
+
+import pytest
+from sklearn.metrics import f1_score
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import commonvoice as bench  # noqa: E402
+
+AGES = ["7", "12", "17", "19", "25", "50"]  # child, child, teen, teen, adult, adult
+
+
+def fake_manifest(tiny_run, path, gender_of_last=None):
+    """6 demo test clips relabelled like speechocean762 (exact ages; two rows share a speaker)."""
+    root, out = tiny_run
+    with open(out / "manifests" / "test.csv") as f:
+        rows = list(csv.DictReader(f))[:6]
+    assert len(rows) == 6
+    spk = ["s1", "s2", "s3", "s3", "s4", "s5"]
+    for r, age, s in zip(rows, AGES, spk):
+        r.update(age=age, age_group="", spk_id=s)
+    if gender_of_last is not None:
+        rows[-1]["gender"] = gender_of_last
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def test_speechocean_scores_per_group(tiny_run, tmp_path):
+    from recipes.interface import SpeakerProfilerInterface
+
+    _, out = tiny_run
+    manifest = tmp_path / "test.csv"
+    rows = fake_manifest(tiny_run, manifest)
+    scores = bench.score_speechocean(out, str(manifest), batch_size=4)  # batches split the groups
+    prof = SpeakerProfilerInterface.from_folder(str(out))
+    one = [prof.classify_file(r["wav"]) for r in rows]  # file by file, independently of the batches
+    space = prof.label_space
+    for group, idx, speakers in (("child", [0, 1], 2), ("teen", [2, 3], 1), ("adult", [4, 5], 2)):
+        s = scores[group]
+        kept = [i for i in idx if not one[i]["silent"]]
+        assert (s["clips"], s["silent"], s["speakers"]) == (len(kept), len(idx) - len(kept), speakers)
+        true = [rows[i]["gender"] for i in kept]
+        pred = [one[i]["gender"]["label"] for i in kept]
+        assert s["gender_acc"] == pytest.approx(sum(a == b for a, b in zip(true, pred)) / len(kept))
+        assert s["gender_f1"] == pytest.approx(f1_score(true, pred, labels=space.genders, average="macro",
+                                                        zero_division=0))
+    adults = [i for i in (4, 5) if not one[i]["silent"]]
+    true = [space.sub_index_from_age(AGES[i]) for i in adults]
+    pred = [space.age_sub.index(one[i]["age_sub"]["label"]) for i in adults]
+    assert scores["adult"]["decade_acc"] == pytest.approx(sum(a == b for a, b in zip(true, pred)) / len(adults))
+    assert scores["adult"]["decade_mace"] == pytest.approx(sum(abs(a - b) for a, b in zip(true, pred)) / len(adults))
+
+
+def test_speechocean_bad_gender_names_file_and_row(tiny_run, tmp_path):
+    manifest = tmp_path / "test.csv"
+    fake_manifest(tiny_run, manifest, gender_of_last="x")
+    with pytest.raises(ValueError, match=r"test\.csv, row 7"):
+        bench.score_speechocean(tiny_run[1], str(manifest))
+
+
+def test_majority_baseline(tiny_run):
+    _, out = tiny_run
+    manifest = str(out / "manifests" / "test.csv")
+    space = bench.label_space_of(out)
+    base = bench.majority_baseline(manifest, space)
+    labels = bench.true_indices(bench.read_csv(manifest), space, manifest)
+    for t, (task, k) in enumerate(zip(bench.TASKS, (space.n_gender, space.n_sup, space.n_sub))):
+        true = [lab[t] for lab in labels]
+        share = true.count(base[task]["class"]) / len(true)
+        assert share == max(true.count(c) for c in set(true)) / len(true)  # the most frequent class
+        assert base[task]["recall"] == pytest.approx(1 / k)  # one class always right, the others never
+        assert base[task]["precision"] == pytest.approx(share / k)
+    sub = [lab[2] for lab in labels]
+    assert base["age_sub"]["mace"] == pytest.approx(sum(abs(base["age_sub"]["class"] - y) for y in sub) / len(sub))
+
+
+def test_table_cache_and_missing_rows(tiny_run, tmp_path, monkeypatch):
+    _, out = tiny_run
+    results = tmp_path / "bench"
+    (results / "demo_row").mkdir(parents=True)
+    os.symlink(out, results / "demo_row" / "1234")
+    (results / "times.txt").write_text("demo_row rc=1 seconds=5\ndemo_row rc=0 seconds=180\n")
+    manifest = tmp_path / "so_test.csv"
+    fake_manifest(tiny_run, manifest)
+    monkeypatch.setattr(bench, "speechocean_manifest", lambda args: str(manifest))
+    table = tmp_path / "table.md"
+    argv = ["--rows", "ecapa_cpu_ch_plain", "--add-row", "demo_row --hierarchical=False",
+            "--results", str(results), "--table", str(table), "--so-data", str(tmp_path)]
+    bench.main(argv)
+    text = table.read_text()
+    with open(out / "results.json") as f:
+        res = json.load(f)["test"]
+    line = next(x for x in text.splitlines() if x.startswith("| demo_row |") and "min |" in x)
+    assert f"| {100 * res['gender']['f1']:.1f} |" in line and "| 3 min |" in line  # the successful run's time
+    met, missed = bench.goals_cv(res)
+    assert ("MISSED: " + ", ".join(missed)) in line if missed else "MISSED" not in line
+    assert any(x.startswith("| ecapa_cpu_ch_plain | not run yet") for x in text.splitlines())
+    assert "majority class" in text and "--hierarchical=False" in text
+    cache = results / "speechocean762_scores" / "demo_row.json"
+    scores = json.loads(cache.read_text())["scores"]
+    so = next(x for x in text.splitlines() if x.startswith("| demo_row |") and "adult gender acc" in x)
+    assert f"| {100 * scores['adult']['gender_acc']:.1f} |" in so
+
+    def fail(*a, **k):
+        raise AssertionError("scored again although the cache holds this checkpoint")
+
+    monkeypatch.setattr(bench, "score_speechocean", fail)
+    bench.main(argv)  # cached: same table
+    assert table.read_text() == text
