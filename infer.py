@@ -22,6 +22,7 @@ import os
 import sys
 
 from recipes.data.audio import AudioError
+from recipes.data.speech import SpeechConfig
 from recipes.interface import TASKS, SpeakerProfilerInterface
 
 
@@ -107,6 +108,7 @@ def main(argv=None):
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
     failed = 0
+    min_speech = SpeechConfig.coerce(getattr(profiler.hparams, "speech", None)).min_speech_seconds
     if not args.json:
         age = "\tage_years" if getattr(profiler.model.heads, "age", None) is not None else ""
         print(f"file\tgender\tp\tage_sup\tp\tage_sub\tp{age}\tspeech_windows")
@@ -124,7 +126,8 @@ def main(argv=None):
             failed += 1
             continue
         if res["silent"]:
-            print(f"{path}: no speech ({res['speech_seconds']:.2f} s above the speech thresholds)", file=sys.stderr)
+            print(f"{path}: no speech: {res['speech_seconds']:.2f} s above the speech thresholds, "
+                  f"{min_speech} s needed (speech.min_speech_seconds)", file=sys.stderr)
         print(json_row(path, res, args.embedding) if args.json else table_row(path, res))
     return 1 if failed else 0
 
