@@ -36,9 +36,9 @@ OPTIONAL = {
     "teacher_cache": False,
     "teacher_adapt_norm": False,
     "prune_method": "magnitude",    # prune.py: magnitude | structured
-    "speech": None,
-    "head_input": None,
-    "group_min_count": 1,           # per-group error table: groups with fewer test rows are left out             # the heads' input size (blocks/train.yaml: the embedding size)                 # recipes.data.speech.SpeechConfig (None: its defaults)
+    "speech": None,                 # recipes.data.speech.SpeechConfig (None: its defaults)
+    "head_input": None,             # the heads' input size (blocks/train.yaml: the embedding size)
+    "group_min_count": 1,           # per-group error table: groups with fewer test rows are left out
 }
 
 # keys the entry scripts, brains and blocks read that a recipe of that kind defines
