@@ -163,42 +163,62 @@ def speechocean_manifest(args):
 
 
 def score_speechocean(folder, manifest, batch_size=16):
-    """Gender accuracy / macro-F1 per age group (adult >= 20, teen 16-19, child < 16) and the
-    adults' age-decade accuracy and MACE (exact ages mapped by the model's own age bins)."""
-    from sklearn.metrics import f1_score
-
+    """Scores (``group_scores``) of a trained or exported folder on a speechocean762 manifest,
+    through the public inference class, ``batch_size`` files at a time."""
     from recipes.interface import SpeakerProfilerInterface
-    from recipes.labels import LabelError
 
     prof = SpeakerProfilerInterface.from_folder(str(folder))
-    space, genders = prof.label_space, prof.class_names["gender"]
-    rows = read_csv(manifest)
-    pairs = {g: {"true": [], "pred": [], "spk": set(), "silent": 0} for g in SO_GROUPS}
-    sub_true, sub_pred, outside = [], [], 0
+    rows, preds = read_csv(manifest), []
     for k in range(0, len(rows), batch_size):
-        chunk = rows[k:k + batch_size]
-        results = prof.classify_files([in_root(r["wav"]) for r in chunk])
-        for n, (r, res) in enumerate(zip(chunk, results), k + 2):
+        for res in prof.classify_files([in_root(r["wav"]) for r in rows[k:k + batch_size]]):
+            preds.append(None if res["silent"] else (res["gender"]["label"], res["age_sub"]["label"]))
+    return group_scores(rows, preds, prof.label_space, manifest)
+
+
+def majority_speechocean(manifest, space):
+    """The same scores for always answering each age group's most frequent gender and the
+    adults' most frequent decade (a reference row)."""
+    rows = read_csv(manifest)
+    labels = [(so_group(r["age"]), space.genders[space.gender_index(r["gender"])]) for r in rows]
+    maj = {g: max({x for h, x in labels if h == g} or {None}, key=lambda x: labels.count((g, x)))
+           for g in SO_GROUPS}
+    subs = [space.sub_index_from_age(r["age"]) for r in rows if so_group(r["age"]) == "adult"]
+    sub = space.age_sub[max(set(subs), key=subs.count)] if subs else space.age_sub[0]
+    return group_scores(rows, [(maj[g], sub) for g, _ in labels], space, manifest)
+
+
+def group_scores(rows, preds, space, manifest):
+    """Gender accuracy / macro-F1 per age group (adult >= 20, teen 16-19, child < 16; clips,
+    speakers, silent clips) and the adults' age-decade accuracy and MACE, their exact ages
+    mapped by the model's own age bins. preds: (gender label, age-sub label) or None (silent)."""
+    from sklearn.metrics import f1_score
+
+    from recipes.labels import LabelError
+
+    genders = list(space.genders)
+    cells = {g: {"true": [], "pred": [], "spk": set(), "silent": 0} for g in SO_GROUPS}
+    sub_true, sub_pred, outside = [], [], 0
+    for n, (r, pred) in enumerate(zip(rows, preds), 2):
+        try:
+            group, gender = so_group(r["age"]), genders[space.gender_index(r["gender"])]
+        except (ValueError, KeyError, LabelError) as err:
+            raise ValueError(f"{manifest}, row {n}: {err}") from None
+        cell = cells[group]
+        cell["spk"].add(r["spk_id"])
+        if pred is None:
+            cell["silent"] += 1
+            continue
+        cell["true"].append(gender)
+        cell["pred"].append(pred[0])
+        if group == "adult":
             try:
-                group, gender = so_group(r["age"]), genders[space.gender_index(r["gender"])]
-            except (ValueError, LabelError) as err:
-                raise ValueError(f"{manifest}, row {n}: {err}") from None
-            cell = pairs[group]
-            cell["spk"].add(r["spk_id"])
-            if res["silent"]:
-                cell["silent"] += 1
+                sub_true.append(space.sub_index_from_age(r["age"]))
+            except LabelError:
+                outside += 1
                 continue
-            cell["true"].append(gender)
-            cell["pred"].append(res["gender"]["label"])
-            if group == "adult":
-                try:
-                    sub_true.append(space.sub_index_from_age(r["age"]))
-                except LabelError:
-                    outside += 1
-                    continue
-                sub_pred.append(space.age_sub.index(res["age_sub"]["label"]))
+            sub_pred.append(space.age_sub.index(pred[1]))
     scores = {}
-    for g, c in pairs.items():
+    for g, c in cells.items():
         n = len(c["true"])
         scores[g] = {"clips": n, "speakers": len(c["spk"]), "silent": c["silent"],
                      "gender_acc": sum(a == b for a, b in zip(c["true"], c["pred"])) / n if n else None,
@@ -271,7 +291,7 @@ def so_line(name, s):
             f"{'met' if ok else 'MISSED'}: adult gender acc >= {SO_GOAL} |")
 
 
-def build_table(rows, args, so_scores, baseline, so_manifest, so_note):
+def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=None):
     header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
               f"Machine: {machine()}. Seed {args.seed}, one seed per row; {args.epochs} epochs, lr {args.lr} "
               "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders). Test on whole clips with "
@@ -312,6 +332,9 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note):
               "| row | adult clips / spk | adult gender acc | F1 | teen clips / spk | teen acc | F1 | child clips / "
               "spk | child acc | F1 | adult decade acc | adult decade MACE | goal |", "|---|" + "---|" * 12]
     lines += so_lines or ["| (no row scored yet) |" + " |" * 12]
+    if so_base:
+        lines.append(so_line("majority class (each group's most frequent gender, adults' decade)", so_base)
+                     .rsplit(" | ", 1)[0] + " | |")
     lines += ["", "## Commands (from the repository root)", ""]
     lines += [f"- {name}: `{shell(cmd)}`" + ("" if os.path.isfile(os.path.join(out, "results.json"))
                                              else " (not run yet)") for name, cmd, out, _ in rows]
@@ -353,7 +376,7 @@ def main(argv=None):
     rows = [(n, c, o, times.get(n)) for n, c, o, _ in rows]
     done = [(n, o) for n, _, o, _ in rows if os.path.isfile(os.path.join(o, "results.json"))]
     baseline = so_manifest = None
-    so_scores, so_note = {}, ""
+    so_scores, so_note, so_base = {}, "", None
     if done:
         baseline = majority_baseline(os.path.join(done[0][1], "manifests", "test.csv"), label_space_of(done[0][1]))
     if args.no_speechocean:
@@ -365,8 +388,9 @@ def main(argv=None):
         for name, out in done:
             print(f"scoring {name} on speechocean762 ...", flush=True)
             so_scores[name] = cached_speechocean(name, out, so_manifest, args)
+        so_base = majority_speechocean(so_manifest, label_space_of(done[0][1]))
         so_manifest = os.path.relpath(so_manifest, ROOT)
-    lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note)
+    lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base)
     with open(in_root(args.table), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -60,6 +60,11 @@ def test_speechocean_scores_per_group(tiny_run, tmp_path):
     pred = [space.age_sub.index(one[i]["age_sub"]["label"]) for i in adults]
     assert scores["adult"]["decade_acc"] == pytest.approx(sum(a == b for a, b in zip(true, pred)) / len(adults))
     assert scores["adult"]["decade_mace"] == pytest.approx(sum(abs(a - b) for a, b in zip(true, pred)) / len(adults))
+    base = bench.majority_speechocean(str(manifest), space)  # always each group's most frequent gender
+    for group, idx in (("child", [0, 1]), ("teen", [2, 3]), ("adult", [4, 5])):
+        true = [rows[i]["gender"] for i in idx]
+        assert base[group]["gender_acc"] == pytest.approx(max(true.count(g) for g in true) / len(true))
+        assert base[group]["silent"] == 0
 
 
 def test_speechocean_bad_gender_names_file_and_row(tiny_run, tmp_path):
@@ -106,7 +111,8 @@ def test_table_cache_and_missing_rows(tiny_run, tmp_path, monkeypatch):
     met, missed = bench.goals_cv(res)
     assert ("MISSED: " + ", ".join(missed)) in line if missed else "MISSED" not in line
     assert any(x.startswith("| ecapa_cpu_ch_plain | not run yet") for x in text.splitlines())
-    assert "majority class" in text and "--hierarchical=False" in text
+    assert "--hierarchical=False" in text
+    assert sum(x.startswith("| majority class") for x in text.splitlines()) == 2  # both tables
     cache = results / "speechocean762_scores" / "demo_row.json"
     scores = json.loads(cache.read_text())["scores"]
     so = next(x for x in text.splitlines() if x.startswith("| demo_row |") and "adult gender acc" in x)
