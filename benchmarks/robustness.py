@@ -73,7 +73,11 @@ def window_floor_results(profiler, signals):
         bounds = window_bounds(sig.numel(), window, hop)
         rms = torch.stack([sig[a:b].pow(2).mean().sqrt() for a, b in bounds])
         level = 20 * torch.log10(rms.clamp_min(1e-12))
-        keep = (level >= speech.floor_dbfs) & (level >= level.max() - speech.threshold_db)
+        keep = torch.ones_like(level, dtype=torch.bool)
+        if speech.floor_dbfs is not None:
+            keep &= level >= speech.floor_dbfs
+        if speech.threshold_db is not None:
+            keep &= level >= level.max() - speech.threshold_db
         windows += [sig[a:b] for (a, b), k in zip(bounds, keep.tolist()) if k]
         owner += [i] * int(keep.sum())
     probs, embs = profiler.run_windows(windows)

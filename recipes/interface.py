@@ -196,6 +196,8 @@ class SpeakerProfilerInterface(Pretrained):
         overrides = dict(overrides or {})
         if os.path.isdir(os.path.join(source, TEACHER_DIR)):  # an MKD student's teacher, stored with it
             overrides.setdefault("teacher_folder", os.path.join(source, TEACHER_DIR))
+        if not has_speech_options(source):  # exported before the speech options: they are new keys
+            kwargs.setdefault("overrides_must_match", False)
         obj = cls.from_hparams(source=source, overrides=overrides,
                                run_opts={"device": device}, **kwargs)
         teacher_norm = os.path.join(source, TEACHER_NORM)

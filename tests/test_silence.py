@@ -160,3 +160,19 @@ def test_shard_crops_are_the_file_crops_and_hold_speech(label_space):
     nan[5] = float("nan")
     ex = shard_example({"json": row, "audio.npy": nan.numpy()}, label_space, SR, crop_seconds=2.0)
     assert not ex["ok"]  # an error (logged, dropped from its batch), never a crop of NaNs
+
+
+def test_folder_exported_before_the_speech_options_loads_with_them(tiny_run, tmp_path):
+    import shutil
+
+    from recipes.interface import SPEECH_BLOCK, SpeakerProfilerInterface
+
+    _, out = tiny_run
+    old = tmp_path / "exported"
+    shutil.copytree(out / "pretrained", old)
+    text = (old / "hyperparams.yaml").read_text()
+    text = re.sub(r"^drop_non_speech:.*\n", "", re.sub(SPEECH_BLOCK, "", text, flags=re.M), flags=re.M)
+    (old / "hyperparams.yaml").write_text(text)
+    profiler = SpeakerProfilerInterface.from_folder(str(old), overrides={"speech": {"floor_dbfs": -50.0}})
+    assert profiler.hparams.speech == {"floor_dbfs": -50.0}  # a plain dict, read with the defaults
+    assert not profiler.classify_signals([silence(1.0)])[0]["n_speech_windows"]
