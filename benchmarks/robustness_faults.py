@@ -147,8 +147,21 @@ def csv_cases(work, corpus_csv):
     missing = [{**rows[0], "path": os.path.join(work, "gone.wav")}] + rows[1:]
     cases["missing audio file"] = (write("missing.csv", missing), [])
     cases["missing audio file, --skip-bad"] = (write("missing2.csv", missing), ["--skip-bad"])
-    dup = rows + [{**rows[0], "speaker": "other_speaker"}]
-    cases["the same file twice (two speakers)"] = (write("dup.csv", dup), [])
+    idk = "id"  # an id column (the demo corpus.csv has none: its IDs are the file names)
+    if idk not in fields:
+        fields.append(idk)
+        for r in rows:
+            r[idk] = os.path.splitext(os.path.basename(r["path"]))[0]
+    dup = rows + [{**rows[0], "speaker": "other_speaker", idk: "another_id"}]
+    cases["the same audio file twice (another ID and speaker)"] = (write("dup.csv", dup), [])
+    sr = sf.info(rows[0]["path"]).samplerate
+    sf.write(os.path.join(work, "short.wav"), 0.1 * np.random.default_rng(0).standard_normal(sr // 5), sr)
+    with open(os.path.join(work, "corrupt.wav"), "wb") as f:
+        f.write(b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(2000))
+    cases["a 0.2 s file"] = (write("short.csv", rows + [{**rows[0], "path": os.path.join(work, "short.wav"),
+                                                          idk: "short"}]), [])
+    cases["a corrupt file, --skip-bad"] = (write("corrupt.csv", rows + [
+        {**rows[0], "path": os.path.join(work, "corrupt.wav"), idk: "corrupt"}]), ["--skip-bad"])
     out = []
     for kind, (path, extra) in cases.items():
         save = os.path.join(work, "prep_" + os.path.basename(path)[:-4])
@@ -157,7 +170,8 @@ def csv_cases(work, corpus_csv):
         dropped = os.path.join(save, "dropped.csv")
         if code == 0 and os.path.isfile(dropped):
             with open(dropped) as f:
-                seen += f" (dropped.csv: {max(0, len(f.read().splitlines()) - 1)} row(s))"
+                listed = list(csv.DictReader(f))
+            seen += f" (dropped.csv: {len(listed)} row(s)" + (f", e.g. {dict(listed[-1])}" if listed else "") + ")"
         out.append((f"prepare_csv.py: {kind}", f"python local/prepare_csv.py <csv> <out> {' '.join(extra)}".strip(),
                     short(seen, work)))
     return out
@@ -184,7 +198,7 @@ def training_cases(work, data, model):
     procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   env=ENV))
     outs = [p.communicate(timeout=600)[0] for p in procs]
-    seen = "; ".join(f"run {i + 1}: exit {p.returncode}, {last_message(o, p.returncode)}"
+    seen = "; ".join(f"run {i + 1}: exit {p.returncode}, {last_message(o, p.returncode, ('refus',))}"
                      for i, (p, o) in enumerate(zip(procs, outs)))
     out.append(("train.py: two runs on one output folder", "the same train.py command twice at once",
                 short(seen, work)))
