@@ -16,7 +16,7 @@ NaN / inf samples raise ``recipes.data.speech.NonFiniteAudio``: an error, never 
 
 import torch
 
-from recipes.data.speech import SpeechConfig, check_finite, frame_bounds, speech_mask
+from recipes.data.speech import SpeechConfig, check_finite, frame_length, speech_mask
 
 
 def window_bounds(n_samples, window, hop):
@@ -35,11 +35,7 @@ def speech_samples(wav, sample_rate, speech=None, name="signal"):
     """Bool tensor (n_samples,): the samples of a 1-D signal in speech frames."""
     check_finite(wav, name)
     mask = speech_mask(wav, sample_rate, speech, name)
-    keep = torch.zeros(wav.numel(), dtype=torch.bool)
-    for (a, b), m in zip(frame_bounds(mask.numel(), wav.numel(), sample_rate, speech), mask.tolist()):
-        if m:
-            keep[a:b] = True
-    return keep
+    return mask.repeat_interleave(frame_length(sample_rate, speech))[:wav.numel()]  # frame -> its samples
 
 
 def speech_windows(wav, sample_rate, window_seconds, hop_seconds, speech=None, drop_non_speech=True,
