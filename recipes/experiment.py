@@ -86,14 +86,14 @@ def build_shard_datasets(hparams, train_ch, test_ch, noise):
     folder, ls, sr = hparams["shard_folder"], hparams["label_space"], hparams["sample_rate"]
     run_on_main(prepare_shards, args=[hparams["manifest_folder"], folder, sr],
                 kwargs={"samples_per_shard": hparams["samples_per_shard"],
-                        "seed": hparams["seed"]})
+                        "seed": hparams["seed"], "speech": hparams["speech"]})
     split = lambda s: os.path.join(folder, s)  # noqa: E731
     return {
         "train": make_shard_dataset(split("train"), ls, sr, train=True, crop_seconds=hparams["crop_seconds"],
                                     channel=train_ch, shuffle_buffer=hparams["shard_shuffle_buffer"],
-                                    seed=hparams["seed"], **noise),
-        "valid": make_shard_dataset(split("valid"), ls, sr, channel=train_ch),
-        "test": make_shard_dataset(split("test"), ls, sr, channel=test_ch),
+                                    seed=hparams["seed"], speech=hparams["speech"], **noise),
+        "valid": make_shard_dataset(split("valid"), ls, sr, channel=train_ch, speech=hparams["speech"]),
+        "test": make_shard_dataset(split("test"), ls, sr, channel=test_ch, speech=hparams["speech"]),
     }
 
 

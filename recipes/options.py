@@ -60,7 +60,7 @@ READ = {
     "probe_p_step", "probe_tasks", "structured_criterion", "structured_global",
     "structured_max_ratio", "structured_trace_seconds",
     # inference options (hparams/interface.yaml)
-    "window_seconds", "hop_seconds", "silence_floor_dbfs", "silence_threshold_db", "window_batch_size",
+    "window_seconds", "hop_seconds", "drop_non_speech", "window_batch_size",
 }
 
 
