@@ -36,6 +36,7 @@ SO_DATA = "../shared/data/speechocean762-8k"
 RESULTS = "results/bench_cv"
 DEFAULT_SEED = 1234  # hparams/blocks/train.yaml
 TABLE = "benchmarks/commonvoice_core.md"
+LABELS = "hparams/labels/commonvoice_decades.yaml"  # the recipe's label space (rows not trained yet)
 BALANCED = "--balance_sampling_by=[gender,age_sub]"
 RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
 BASE = "--hierarchical=False"
@@ -81,14 +82,14 @@ def train_command(name, opts, args):
 
 
 def read_times(path):
-    """row -> seconds of its last successful run in a times.txt."""
+    """row -> (seconds, note after them) of its last successful run in a times.txt."""
     times = {}
     if os.path.isfile(path):
         with open(path) as f:
             for line in f:
-                m = re.match(r"(\S+) rc=(\d+) seconds=(\d+)", line.strip())
+                m = re.match(r"(\S+) rc=(\d+) seconds=(\d+)\s*(.*)", line.strip())
                 if m and m.group(2) == "0":
-                    times[m.group(1)] = int(m.group(3))
+                    times[m.group(1)] = (int(m.group(3)), m.group(4).strip("() "))
     return times
 
 
@@ -106,7 +107,12 @@ def train_row(name, cmd, args):
 
 
 # ---- Common Voice test: majority-class baseline -------------------------------------------
-def label_space_of(folder):
+def label_space_of(folder=None):
+    """A trained folder's label space, or (None) the recipe's (hparams/labels/commonvoice_decades.yaml)."""
+    if folder is None:
+        from hyperpyyaml import load_hyperpyyaml
+        with open(os.path.join(ROOT, LABELS)) as f:
+            return load_hyperpyyaml(f)["label_space"]
     from recipes.inference import ProfilerModel
     return ProfilerModel.from_folder(str(folder)).label_space
 
@@ -269,13 +275,13 @@ def shell(cmd):
     return "python " + " ".join(shlex.quote(c) for c in cmd)
 
 
-def cv_line(name, res, spk, secs):
+def cv_line(name, res, spk, wall):
     met, missed = goals_cv(res)
     cells = [pct(res[t][m]) for t in TASKS for m in ("precision", "recall", "f1")]
     mace = [f"{res[t]['mace']:.2f}" if res[t].get("mace") is not None else "n/a" for t in ("age_sup", "age_sub")]
     goal = "; ".join(x for x in (f"met: {', '.join(met)}" if met else "",
                                  f"MISSED: {', '.join(missed)}" if missed else "") if x)
-    wall = f"{secs / 60:.0f} min" if secs else "not recorded"
+    wall = f"{wall[0] / 60:.0f} min" if wall else "not recorded"
     return (f"| {name} | " + " | ".join(cells + mace) + f" | {pct(res['hierarchy_consistency'])} | "
             f"{res['n_scored']} / {spk} | {wall} | {goal} |")
 
@@ -291,6 +297,14 @@ def so_line(name, s):
             f"{'met' if ok else 'MISSED'}: adult gender acc >= {SO_GOAL} |")
 
 
+def status(out):
+    """Why a row has no results.json: never started, or training (or interrupted) with checkpoints."""
+    save = os.path.join(out, "save")
+    if os.path.isdir(save) and os.listdir(save):
+        return "not finished yet: checkpoints but no results.json"
+    return "not run yet"
+
+
 def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=None):
     header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
               f"Machine: {machine()}. Seed {args.seed}, one seed per row; {args.epochs} epochs, lr {args.lr} "
@@ -304,15 +318,15 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
               "| consistency | test clips / speakers | wall time | goals |",
               "|---|" + "---|" * 15]
     lines, missing, so_lines = list(header), [], []
-    for name, cmd, out, secs in rows:
+    for name, cmd, out, wall in rows:
         path = os.path.join(out, "results.json")
         if not os.path.isfile(path):
-            missing.append((name, cmd))
+            missing.append((name, status(out)))
             continue
         with open(path) as f:
             res = json.load(f)["test"]
         spk = len({r["spk_id"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))})
-        lines.append(cv_line(name, res, spk, secs))
+        lines.append(cv_line(name, res, spk, wall))
         if name in so_scores:
             so_lines.append(so_line(name, so_scores[name]))
     if baseline:
@@ -320,8 +334,8 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
         cells = [pct(b[t][m]) for t in TASKS for m in ("precision", "recall", "f1")]
         lines.append("| majority class (test split's most frequent class per task) | " + " | ".join(cells) +
                      f" | {b['age_sup']['mace']:.2f} | {b['age_sub']['mace']:.2f} | | | | |")
-    for name, cmd in missing:
-        lines.append(f"| {name} | " + " | ".join(["not run yet"] + [""] * 14) + " |")
+    for name, why in missing:
+        lines.append(f"| {name} | " + " | ".join([why] + [""] * 14) + " |")
     lines += ["", "## speechocean762 test (unseen corpus: read English by Mandarin speakers; clips / speakers, "
               "gender accuracy and macro-F1, %)", "",
               f"Manifest: `{so_manifest}`. Age groups by the speakers' exact ages: adult >= 20, teen 16-19, "
@@ -336,13 +350,14 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
         lines.append(so_line("majority class (each group's most frequent gender, adults' decade)", so_base)
                      .rsplit(" | ", 1)[0] + " | |")
     lines += ["", "## Commands (from the repository root)", ""]
-    lines += [f"- {name}: `{shell(cmd)}`" + ("" if os.path.isfile(os.path.join(out, "results.json"))
-                                             else " (not run yet)") for name, cmd, out, _ in rows]
+    lines += [f"- {name}: `{shell(cmd)}`" + (f" ({wall[1]})" if wall and wall[1] else "") +
+              ("" if os.path.isfile(os.path.join(out, "results.json")) else f" ({status(out)})")
+              for name, cmd, out, wall in rows]
     if missing:
-        lines += ["", "Not run yet: " + ", ".join(n for n, _ in missing) + ". Each CPU training of this recipe "
-                  "takes tens of minutes on 2 shared cores, so the rows are trained one by one "
-                  "(`python benchmarks/commonvoice.py --train --rows <row>`); the table is rewritten from "
-                  "whatever results.json exists."]
+        lines += ["", "Without results yet: " + ", ".join(f"{n} ({why})" for n, why in missing) + ". Each CPU "
+                  "training of this recipe takes about an hour on 2 shared cores, so the rows are trained one by "
+                  "one (`python benchmarks/commonvoice.py --train --rows <row>`); the table is rewritten from "
+                  "whatever results.json exists, and only new rows are scored on speechocean762."]
     return lines
 
 
@@ -353,7 +368,7 @@ def main(argv=None):
                     help="an extra row: its name then its train.py options")
     ap.add_argument("--train", action="store_true", help="train the rows whose results.json is missing")
     ap.add_argument("--no-speechocean", action="store_true", help="do not score on speechocean762")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--data", default=CV_DATA, help="Common Voice folder (relative to the repository root)")
@@ -377,18 +392,21 @@ def main(argv=None):
     done = [(n, o) for n, _, o, _ in rows if os.path.isfile(os.path.join(o, "results.json"))]
     baseline = so_manifest = None
     so_scores, so_note, so_base = {}, "", None
-    if done:
-        baseline = majority_baseline(os.path.join(done[0][1], "manifests", "test.csv"), label_space_of(done[0][1]))
+    space = label_space_of(done[0][1] if done else None)
+    tests = [os.path.join(o, "manifests", "test.csv") for _, _, o, _ in rows]  # written before training starts
+    tests = [t for t in tests if os.path.isfile(t)]
+    if tests:
+        baseline = majority_baseline(tests[0], space)
     if args.no_speechocean:
         so_note = "Not scored in this run (--no-speechocean)."
     elif not os.path.isdir(in_root(args.so_data)):
         so_note = f"Not scored: {args.so_data} is absent on this machine."
-    elif done:
+    else:
         so_manifest = speechocean_manifest(args)
         for name, out in done:
             print(f"scoring {name} on speechocean762 ...", flush=True)
             so_scores[name] = cached_speechocean(name, out, so_manifest, args)
-        so_base = majority_speechocean(so_manifest, label_space_of(done[0][1]))
+        so_base = majority_speechocean(so_manifest, space)
         so_manifest = os.path.relpath(so_manifest, ROOT)
     lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base)
     with open(in_root(args.table), "w") as f:
