@@ -4,6 +4,8 @@ Each utterance is degraded with a generator seeded from (seed, utterance id), so
 run, epoch and worker sees exactly the same degraded audio:
 band limit (biquad high-pass + low-pass, ~300-3400 Hz), G.711 mu-law (8-bit companding),
 additive coloured noise at a random SNR, optional packet loss (zeroed 20 ms frames).
+With ``apply_prob`` < 1 only that share of the utterances (drawn per utterance) is degraded,
+the others pass clean: multi-condition training of a teacher for the telephone domain.
 """
 
 import zlib
@@ -23,15 +25,19 @@ class TelephoneChannel:
     """Callable ``(wav, uid) -> degraded wav`` at ``sample_rate``."""
 
     def __init__(self, sample_rate=8000, low_hz=300.0, high_hz=3400.0, mu_law=True,
-                 snr_low=5.0, snr_high=25.0, noise_prob=1.0, packet_loss=0.0, frame_ms=20.0, seed=0):
+                 snr_low=5.0, snr_high=25.0, noise_prob=1.0, packet_loss=0.0, frame_ms=20.0, seed=0,
+                 apply_prob=1.0):
         self.sr = sample_rate
         self.low_hz, self.high_hz = low_hz, min(high_hz, 0.45 * sample_rate)
         self.mu_law = mu_law
         self.snr_low, self.snr_high, self.noise_prob = snr_low, snr_high, noise_prob
         self.packet_loss, self.frame = packet_loss, int(sample_rate * frame_ms / 1000)
-        self.seed = seed
+        self.seed, self.apply_prob = seed, apply_prob
 
     def __call__(self, wav, uid):
+        if self.apply_prob < 1.0:  # its own draw: the degradation of a kept utterance is unchanged
+            if torch.rand(1, generator=utterance_generator(self.seed + 7919, uid)).item() >= self.apply_prob:
+                return wav
         g = utterance_generator(self.seed, uid)
         x = AF.highpass_biquad(wav, self.sr, self.low_hz)
         x = AF.lowpass_biquad(x, self.sr, self.high_hz)
