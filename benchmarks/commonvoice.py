@@ -20,7 +20,6 @@ from, so a re-run scores only new or retrained rows.
 """
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -31,8 +30,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from speechocean_groups import (SO_DATA, SO_GROUPS, cached_speechocean, in_root, majority_speechocean,  # noqa: E402
+                                read_csv, speechocean_manifest)
+
 CV_DATA = "../shared/data/commonvoice-sample-8k"
-SO_DATA = "../shared/data/speechocean762-8k"
 RESULTS = "results/bench_cv"
 DEFAULT_SEED = 1234  # hparams/blocks/train.yaml
 TABLE = "benchmarks/commonvoice_core.md"
@@ -57,21 +59,6 @@ CV_GOALS = (("gender F1 >= 0.96", "gender", "f1", 0.96, True),
             ("age-sub F1 >= 0.45", "age_sub", "f1", 0.45, True),
             ("MACE <= 0.86", "age_sub", "mace", 0.86, False))
 SO_GOAL = 0.95  # speechocean762 adult gender accuracy
-SO_GROUPS = ("adult", "teen", "child")  # >= 20 y, 16-19 y, < 16 y
-
-
-def so_group(age):
-    a = float(age)
-    return "child" if a < 16 else "teen" if a < 20 else "adult"
-
-
-def in_root(path):
-    return path if os.path.isabs(path) else os.path.join(ROOT, path)
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def train_command(name, opts, args):
@@ -154,107 +141,6 @@ def goals_cv(res):
         ok = v is not None and (v >= thr if higher else v <= thr)
         (met if ok else missed).append(label)
     return met, missed
-
-
-# ---- speechocean762 through the public inference class ------------------------------------
-def speechocean_manifest(args):
-    """The speechocean762 test manifest: a speechocean762 run's, else prepared into <results>."""
-    import glob
-    found = sorted(glob.glob(os.path.join(ROOT, "results", "speechocean762", "*", "*", "manifests", "test.csv")))
-    if found:
-        return found[0]
-    from local.prepare_speechocean762 import prepare_speechocean762
-    save = os.path.join(in_root(args.results), "speechocean762_manifests")
-    return prepare_speechocean762(in_root(args.so_data), save, skip_bad=True, sample_rate=8000)["test"]
-
-
-def score_speechocean(folder, manifest, batch_size=16):
-    """Scores (``group_scores``) of a trained or exported folder on a speechocean762 manifest,
-    through the public inference class, ``batch_size`` files at a time."""
-    from recipes.interface import SpeakerProfilerInterface
-
-    prof = SpeakerProfilerInterface.from_folder(str(folder))
-    rows, preds = read_csv(manifest), []
-    for k in range(0, len(rows), batch_size):
-        for res in prof.classify_files([in_root(r["wav"]) for r in rows[k:k + batch_size]]):
-            preds.append(None if res["silent"] else (res["gender"]["label"], res["age_sub"]["label"]))
-    return group_scores(rows, preds, prof.label_space, manifest)
-
-
-def majority_speechocean(manifest, space):
-    """The same scores for always answering each age group's most frequent gender and the
-    adults' most frequent decade (a reference row)."""
-    rows = read_csv(manifest)
-    labels = [(so_group(r["age"]), space.genders[space.gender_index(r["gender"])]) for r in rows]
-    maj = {g: max({x for h, x in labels if h == g} or {None}, key=lambda x: labels.count((g, x)))
-           for g in SO_GROUPS}
-    subs = [space.sub_index_from_age(r["age"]) for r in rows if so_group(r["age"]) == "adult"]
-    sub = space.age_sub[max(set(subs), key=subs.count)] if subs else space.age_sub[0]
-    return group_scores(rows, [(maj[g], sub) for g, _ in labels], space, manifest)
-
-
-def group_scores(rows, preds, space, manifest):
-    """Gender accuracy / macro-F1 per age group (adult >= 20, teen 16-19, child < 16; clips,
-    speakers, silent clips) and the adults' age-decade accuracy and MACE, their exact ages
-    mapped by the model's own age bins. preds: (gender label, age-sub label) or None (silent)."""
-    from sklearn.metrics import f1_score
-
-    from recipes.labels import LabelError
-
-    genders = list(space.genders)
-    cells = {g: {"true": [], "pred": [], "spk": set(), "silent": 0} for g in SO_GROUPS}
-    sub_true, sub_pred, outside = [], [], 0
-    for n, (r, pred) in enumerate(zip(rows, preds), 2):
-        try:
-            group, gender = so_group(r["age"]), genders[space.gender_index(r["gender"])]
-        except (ValueError, KeyError, LabelError) as err:
-            raise ValueError(f"{manifest}, row {n}: {err}") from None
-        cell = cells[group]
-        cell["spk"].add(r["spk_id"])
-        if pred is None:
-            cell["silent"] += 1
-            continue
-        cell["true"].append(gender)
-        cell["pred"].append(pred[0])
-        if group == "adult":
-            try:
-                sub_true.append(space.sub_index_from_age(r["age"]))
-            except LabelError:
-                outside += 1
-                continue
-            sub_pred.append(space.age_sub.index(pred[1]))
-    scores = {}
-    for g, c in cells.items():
-        n = len(c["true"])
-        scores[g] = {"clips": n, "speakers": len(c["spk"]), "silent": c["silent"],
-                     "gender_acc": sum(a == b for a, b in zip(c["true"], c["pred"])) / n if n else None,
-                     "gender_f1": f1_score(c["true"], c["pred"], labels=genders, average="macro",
-                                           zero_division=0) if n else None}
-    n = len(sub_true)
-    scores["adult"].update(
-        decade_acc=sum(a == b for a, b in zip(sub_true, sub_pred)) / n if n else None,
-        decade_mace=sum(abs(a - b) for a, b in zip(sub_true, sub_pred)) / n if n else None,
-        decade_outside_bins=outside)
-    return scores
-
-
-def cached_speechocean(name, folder, manifest, args):
-    """A row's speechocean762 scores, from the cache when it holds the same checkpoint."""
-    from recipes.interface import best_checkpoint
-    cache = os.path.join(in_root(args.results), "speechocean762_scores", f"{name}.json")
-    ckpt = best_checkpoint(str(folder)).path.name
-    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}
-    if os.path.isfile(cache):
-        with open(cache) as f:
-            old = json.load(f)
-        if {k: old.get(k) for k in key} == key:
-            return old["scores"]
-    t0 = time.time()
-    scores = score_speechocean(folder, manifest)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(cache, "w") as f:
-        json.dump({**key, "seconds": round(time.time() - t0), "scores": scores}, f, indent=1)
-    return scores
 
 
 # ---- the table ----------------------------------------------------------------------------
@@ -402,10 +288,10 @@ def main(argv=None):
     elif not os.path.isdir(in_root(args.so_data)):
         so_note = f"Not scored: {args.so_data} is absent on this machine."
     else:
-        so_manifest = speechocean_manifest(args)
+        so_manifest = speechocean_manifest(args.results, args.so_data)
         for name, out in done:
             print(f"scoring {name} on speechocean762 ...", flush=True)
-            so_scores[name] = cached_speechocean(name, out, so_manifest, args)
+            so_scores[name] = cached_speechocean(name, out, so_manifest, args.results)
         so_base = majority_speechocean(so_manifest, space)
         so_manifest = os.path.relpath(so_manifest, ROOT)
     lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base)

@@ -14,6 +14,7 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import commonvoice as bench  # noqa: E402
+import speechocean_groups as so  # noqa: E402
 
 AGES = ["7", "12", "17", "19", "25", "50"]  # child, child, teen, teen, adult, adult
 
@@ -42,7 +43,7 @@ def test_speechocean_scores_per_group(tiny_run, tmp_path):
     _, out = tiny_run
     manifest = tmp_path / "test.csv"
     rows = fake_manifest(tiny_run, manifest)
-    scores = bench.score_speechocean(out, str(manifest), batch_size=4)  # batches split the groups
+    scores = so.score_speechocean(out, str(manifest), batch_size=4)  # batches split the groups
     prof = SpeakerProfilerInterface.from_folder(str(out))
     one = [prof.classify_file(r["wav"]) for r in rows]  # file by file, independently of the batches
     space = prof.label_space
@@ -60,7 +61,7 @@ def test_speechocean_scores_per_group(tiny_run, tmp_path):
     pred = [space.age_sub.index(one[i]["age_sub"]["label"]) for i in adults]
     assert scores["adult"]["decade_acc"] == pytest.approx(sum(a == b for a, b in zip(true, pred)) / len(adults))
     assert scores["adult"]["decade_mace"] == pytest.approx(sum(abs(a - b) for a, b in zip(true, pred)) / len(adults))
-    base = bench.majority_speechocean(str(manifest), space)  # always each group's most frequent gender
+    base = so.majority_speechocean(str(manifest), space)  # always each group's most frequent gender
     for group, idx in (("child", [0, 1]), ("teen", [2, 3]), ("adult", [4, 5])):
         true = [rows[i]["gender"] for i in idx]
         assert base[group]["gender_acc"] == pytest.approx(max(true.count(g) for g in true) / len(true))
@@ -71,7 +72,7 @@ def test_speechocean_bad_gender_names_file_and_row(tiny_run, tmp_path):
     manifest = tmp_path / "test.csv"
     fake_manifest(tiny_run, manifest, gender_of_last="x")
     with pytest.raises(ValueError, match=r"test\.csv, row 7"):
-        bench.score_speechocean(tiny_run[1], str(manifest))
+        so.score_speechocean(tiny_run[1], str(manifest))
 
 
 def test_majority_baseline(tiny_run):
@@ -98,7 +99,7 @@ def test_table_cache_and_missing_rows(tiny_run, tmp_path, monkeypatch):
     (results / "times.txt").write_text("demo_row rc=1 seconds=5\ndemo_row rc=0 seconds=180 (run alone)\n")
     manifest = tmp_path / "so_test.csv"
     fake_manifest(tiny_run, manifest)
-    monkeypatch.setattr(bench, "speechocean_manifest", lambda args: str(manifest))
+    monkeypatch.setattr(bench, "speechocean_manifest", lambda results, data: str(manifest))
     table = tmp_path / "table.md"
     argv = ["--rows", "ecapa_cpu_ch_plain", "--add-row", "demo_row --hierarchical=False",
             "--results", str(results), "--table", str(table), "--so-data", str(tmp_path)]
@@ -115,12 +116,12 @@ def test_table_cache_and_missing_rows(tiny_run, tmp_path, monkeypatch):
     assert sum(x.startswith("| majority class") for x in text.splitlines()) == 2  # both tables
     cache = results / "speechocean762_scores" / "demo_row.json"
     scores = json.loads(cache.read_text())["scores"]
-    so = next(x for x in text.splitlines() if x.startswith("| demo_row |") and "adult gender acc" in x)
-    assert f"| {100 * scores['adult']['gender_acc']:.1f} |" in so
+    so_row = next(x for x in text.splitlines() if x.startswith("| demo_row |") and "adult gender acc" in x)
+    assert f"| {100 * scores['adult']['gender_acc']:.1f} |" in so_row
 
     def fail(*a, **k):
         raise AssertionError("scored again although the cache holds this checkpoint")
 
-    monkeypatch.setattr(bench, "score_speechocean", fail)
+    monkeypatch.setattr(so, "score_speechocean", fail)
     bench.main(argv)  # cached: same table
     assert table.read_text() == text
