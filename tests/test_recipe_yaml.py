@@ -72,7 +72,7 @@ def test_shipped_paper_defaults():
 
 
 def test_every_recipe_loads_and_names_its_folder_after_the_encoder():
-    data = {"data_folder": "unused", "input_csv": "unused.csv", "model_folder": "m",
+    data = {"data_folder": "unused", "input_csv": "unused.csv", "model_folder": "m", "speechocean_folder": "unused",
             "mkd": False}  # MKD recipes read the embedding size from a trained teacher (tested end to end)
     for path in sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml"))
                        + glob.glob(os.path.join(ROOT, "hparams", "*", "*.yaml"))):
