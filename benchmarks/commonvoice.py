@@ -62,10 +62,16 @@ SO_GOAL = 0.95  # speechocean762 adult gender accuracy
 
 
 def train_command(name, opts, args):
+    """train.py's arguments of a row; a trained row's epoch count is the one it was trained with."""
     out = f"{args.results}/{name}/{args.seed}"
+    epochs, used = args.epochs, os.path.join(in_root(out), "hyperparams.yaml")
+    if os.path.isfile(used):
+        with open(used) as f:
+            m = re.search(r"^number_of_epochs: (\d+)$", f.read(), re.M)
+        epochs = int(m.group(1)) if m else epochs
     seed = [] if args.seed == DEFAULT_SEED else [f"--seed={args.seed}"]  # the YAML's seed otherwise
     return ["train.py", "hparams/commonvoice/train.yaml", f"--data_folder={args.data}", f"--output_folder={out}",
-            f"--number_of_epochs={args.epochs}", f"--lr={args.lr}", *seed, "--noprogressbar", *opts]
+            f"--number_of_epochs={epochs}", f"--lr={args.lr}", *seed, "--noprogressbar", *opts]
 
 
 def read_times(path):
@@ -167,7 +173,7 @@ def cv_line(name, res, spk, wall):
     mace = [f"{res[t]['mace']:.2f}" if res[t].get("mace") is not None else "n/a" for t in ("age_sup", "age_sub")]
     goal = "; ".join(x for x in (f"met: {', '.join(met)}" if met else "",
                                  f"MISSED: {', '.join(missed)}" if missed else "") if x)
-    wall = f"{wall[0] / 60:.0f} min" if wall else "not recorded"
+    wall = f"{wall[0] / 60:.0f} min" + (" (see its command)" if wall[1] else "") if wall else "not recorded"
     return (f"| {name} | " + " | ".join(cells + mace) + f" | {pct(res['hierarchy_consistency'])} | "
             f"{res['n_scored']} / {spk} | {wall} | {goal} |")
 
@@ -193,10 +199,12 @@ def status(out):
 
 def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=None):
     header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
-              f"Machine: {machine()}. Seed {args.seed}, one seed per row; {args.epochs} epochs, lr {args.lr} "
+              f"Machine: {machine()}. Seed {args.seed}, one seed per row; epochs and lr in each command "
               "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders). Test on whole clips with "
-              "the checkpoint of best validation mean F1. Wall times include preparation and evaluation and were "
-              "measured while other jobs shared the cores. Written by `python benchmarks/commonvoice.py`.", "",
+              "the checkpoint of best validation mean F1. Wall time: the row's last successful train.py command "
+              f"({args.results}/times.txt), with preparation and evaluation, measured while other jobs shared "
+              "the cores; a resumed row counts only its resumed part (the note after its command says so). "
+              "Written by `python benchmarks/commonvoice.py`.", "",
               "Goals: Common Voice test gender macro-F1 >= 0.96, age-sub (decade) macro-F1 >= 0.45, age-sub "
               f"MACE <= 0.86; speechocean762 adult gender accuracy >= {SO_GOAL}. A missed goal says MISSED.", "",
               "## Common Voice test (P / R / F1 macro, %; MACE: mean |predicted - true| group index)", "",
@@ -254,7 +262,7 @@ def main(argv=None):
                     help="an extra row: its name then its train.py options")
     ap.add_argument("--train", action="store_true", help="train the rows whose results.json is missing")
     ap.add_argument("--no-speechocean", action="store_true", help="do not score on speechocean762")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--data", default=CV_DATA, help="Common Voice folder (relative to the repository root)")
