@@ -38,7 +38,7 @@ def main(argv):
     sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
     # the recipe with the blocks it extends (recipes/recipe_yaml.py); unknown keys are errors
     hparams = load_checked(hparams_file, overrides)
-    lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
+    lock = lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
     run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
     out = hparams["output_folder"]
@@ -55,29 +55,45 @@ def main(argv):
     brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
               train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
-    if sb.utils.distributed.if_main_process():
-        test_rows = [row for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
-                     for _, row in read_rows(path, hparams["missing_labels"])]
-        add_coverage(brain.test_results, [r["ID"] for r in test_rows], brain.test_collector.ids)  # rows not scored
-        write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
-        groups = run_group_errors(out, test_rows, hparams["label_space"], hparams["group_min_count"])
-        brain.test_results["groups"] = groups  # per gender x age group (language, channel) errors and gaps
-        table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
-        table += "\n\n" + append_markdown(out, groups)
-        print(f"\nResults ({out}/results.json):\n{table}")
-        try:
-            export_pretrained(out)  # <out>/pretrained: speechbrain.inference / foreign_class
-        except FileNotFoundError as err:
-            logger.warning("no pretrained/ folder written: %s", err)
-    close_distributed()
+    # main process only, with SpeechBrain's collectives switched off inside (a barrier or broadcast
+    # there would pair with another rank's final barrier and let it exit early), then a barrier
+    run_on_main(write_outputs, args=[brain, hparams, out])
+    close_distributed(lock)
 
 
-def close_distributed():
+def write_outputs(brain, hparams, out):
+    """results.json / results.md (with rows not scored and per-group errors), the predictions
+    and the pretrained/ folder of a finished run."""
+    test_rows = [row for path in pooled_manifest_paths(hparams)["test"]  # every pooled corpus
+                 for _, row in read_rows(path, hparams["missing_labels"])]
+    add_coverage(brain.test_results, [r["ID"] for r in test_rows], brain.test_collector.ids)  # rows not scored
+    write_predictions(os.path.join(out, "predictions_test.csv"), brain.test_collector, hparams["label_space"])
+    groups = run_group_errors(out, test_rows, hparams["label_space"], hparams["group_min_count"])
+    brain.test_results["groups"] = groups  # per gender x age group (language, channel) errors and gaps
+    table = write_results(out, {"test": brain.test_results}, hparams["label_space"])
+    table += "\n\n" + append_markdown(out, groups)
+    print(f"\nResults ({out}/results.json):\n{table}")
+    try:
+        export_pretrained(out)  # <out>/pretrained: speechbrain.inference / foreign_class
+    except FileNotFoundError as err:
+        logger.warning("no pretrained/ folder written: %s", err)
+
+
+def close_distributed(lock=None):
     """torchrun: every rank waits for the main one (results, pretrained/) and then leaves the
-    process group; a rank that exits with its gloo group still open can abort (SIGABRT)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        sb.utils.distributed.ddp_barrier()
-        torch.distributed.destroy_process_group()
+    process group. A rank whose interpreter tears down while gloo's threads are still alive can
+    abort (SIGABRT, "terminate called without an active exception", seen under load), so a
+    torchrun rank releases its lock, flushes its output and ends here without that teardown."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    sb.utils.distributed.ddp_barrier()
+    torch.distributed.destroy_process_group()
+    if lock is not None:
+        lock.release()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
