@@ -1,6 +1,7 @@
 """The repository speaks to its users only: no absolute paths of the machine a result was
 produced on, no pointer to folders outside the repository, no words of an issue tracker the
-users do not have ("issue 3", "target met": say "goal" and give the figure)."""
+users do not have (a ticket number, or a goal called by a tracker's name: say "goal" and
+give the figure)."""
 
 import os
 import re
@@ -16,9 +17,9 @@ MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|home|tmp|Users|root|mnt|scratch)
 # a folder outside the repository that users do not have (cite papers by title and arXiv id)
 OUTSIDE = re.compile(r"\.\./shared/papers")
 TRACKER = [re.compile(p, re.IGNORECASE) for p in (
-    r"\bissues?\s*#?\d+\b",                                       # "issue 3", "issue #12"
+    r"\bissues?\s*#?\d+\b",                                       # a ticket number, with or without #
     r"\b(?:from|in) the issue\b|\bthe issue's\b",                 # "points from the issue"
-    r"\btargets?\s+(?:is\s+|was\s+|are\s+)?(?:not\s+)?(?:met|reached)\b",  # "target met"
+    r"\btargets?\s+(?:is\s+|was\s+|are\s+)?(?:not\s+)?(?:met|reached)\b",  # a target said to be (not) met
     r"\btargets?\s+[\d.]+\s*x?\s*:",                               # "target 2x: not met"
     r"\b\d{3} target\b",                                            # "the 002 target"
     r"\btarget of (?:paper )?\d{3}\b",                             # "Target of 002"
@@ -73,8 +74,10 @@ def test_no_tracker_words():
 
 
 def test_the_patterns_catch_what_they_should():
-    bad = ["Targets (issue 6):", "the 1.35x target is met", "target 2x: not met", "see issue #12",
-           "Reference points from the issue", "Target of 002 for x", "the 002 target (>= 10x"]
+    # the tracker phrases are assembled here, so this file itself holds none of them
+    issue, target, met = "is" + "sue", "tar" + "get", "m" + "et"
+    bad = [f"Targets ({issue} 6):", f"the 1.35x {target} is {met}", f"{target} 2x: not {met}", f"see {issue} #12",
+           f"Reference points from the {issue}", f"{target.title()} of 002 for x", f"the 002 {target} (>= 10x"]
     good = ["Goal: under 2 minutes", "target and non-target trials", "the teacher's target is its view",
             "integer targets (batch,)", "a KD target", "def targets(self, batch):",
             "half target (same speaker)", "the goal of paper 002 is not reached"]
