@@ -19,16 +19,12 @@ import logging
 import os
 import sys
 
-import speechbrain as sb
-import torch
-from hyperpyyaml import load_hyperpyyaml
 
-from probe import features, split
+from probe import features, probed_models, split, start
 from recipes.audit import gender_removal, leakage, predict_rows, speaker_leakage, task_data, true_labels
 from recipes.audit_report import write_audit
 from recipes.data.manifest import ManifestError, read_rows
 from recipes.group_errors import group_errors
-from recipes.interface import SpeakerProfilerInterface
 from recipes.probing.tasks import channel_bank, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -69,15 +65,8 @@ def item_sets(hp, paths, ls):
 
 
 def main(argv):
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as f:
-        hp = load_hyperpyyaml(f, overrides)
-    sb.create_experiment_directory(hp["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    out = hp["output_folder"]
-    torch.manual_seed(hp["seed"])
-    models = {"model": SpeakerProfilerInterface.from_folder(hp["model_folder"]).model}
-    if hp["random_init_baseline"]:
-        models["random_init"] = SpeakerProfilerInterface.from_folder(hp["model_folder"], random_init=True).model
+    hp, out = start(argv)
+    models = probed_models(hp["model_folder"], random_init_baseline=hp["random_init_baseline"])
     ls = models["model"].label_space
     paths = manifests(hp)
 
@@ -144,7 +133,7 @@ def main(argv):
             f"scored); probes: elastic-net {probe_kw}, {len(seeds)} seed(s), pooling {hp['pooling']}, at most "
             f"{hp['max_per_speaker']} utterances per speaker."
             + (f" Skipped: {skipped}." if skipped else "")
-            + f" Command: `python audit.py {hparams_file} {' '.join(argv[1:]).replace(os.getcwd() + os.sep, '')}`")
+            + f" Command: `python audit.py {argv[0]} {' '.join(argv[1:]).replace(os.getcwd() + os.sep, '')}`")
     text = write_audit(out, hp["title"], meta, groups, leak, speaker, removal, sensitive)
     print(text)
     return out

@@ -63,16 +63,29 @@ def split(items, feats, label_fn):
     return out
 
 
-def main(argv):
+def start(argv):
+    """Command line -> (hparams, output folder): the YAML loaded with its overrides, the output
+    folder made, torch seeded (probe.py and audit.py)."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as f:
         hp = load_hyperpyyaml(f, overrides)
     sb.create_experiment_directory(hp["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    out = hp["output_folder"]
     torch.manual_seed(hp["seed"])
-    models = {"model": SpeakerProfilerInterface.from_folder(hp["model_folder"], random_init=hp["random_init"]).model}
-    if hp["random_init_baseline"] and not hp["random_init"]:
-        models["random_init"] = SpeakerProfilerInterface.from_folder(hp["model_folder"], random_init=True).model
+    return hp, hp["output_folder"]
+
+
+def probed_models(folder, random_init=False, random_init_baseline=True):
+    """The networks to probe: the trained folder's (or its random-init twin with ``random_init``)
+    and, with ``random_init_baseline``, the random-init control beside it."""
+    models = {"model": SpeakerProfilerInterface.from_folder(folder, random_init=random_init).model}
+    if random_init_baseline and not random_init:
+        models["random_init"] = SpeakerProfilerInterface.from_folder(folder, random_init=True).model
+    return models
+
+
+def main(argv):
+    hp, out = start(argv)
+    models = probed_models(hp["model_folder"], hp["random_init"], hp["random_init_baseline"])
     sets = item_sets(hp)
     probe_kw, seeds = hp["probe"], list(range(hp["n_seeds"]))
     labelers = {"gender": lambda it: it[3]["gender"], "age_sup": None, "age_sub": None,
