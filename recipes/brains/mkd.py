@@ -92,11 +92,13 @@ class MKDBrain(ProfilingBrain):
     def teacher_folder(self):
         """The teacher: the copy stored in <output_folder>/teacher (written by the main process
         on the first run, so the student folder is self-contained), else ``teacher_folder``."""
-        out = self.hparams.output_folder
-        if sb.utils.distributed.if_main_process():
-            store_teacher(resolve_teacher_folder(self.hparams.teacher_folder, out), out)
-        sb.utils.distributed.ddp_barrier()
-        return resolve_teacher_folder(self.hparams.teacher_folder, out)
+        if getattr(self, "_teacher_dir", None) is None:  # stored once per run (one barrier)
+            out = self.hparams.output_folder
+            if sb.utils.distributed.if_main_process():
+                store_teacher(resolve_teacher_folder(self.hparams.teacher_folder, out), out)
+            sb.utils.distributed.ddp_barrier()
+            self._teacher_dir = resolve_teacher_folder(self.hparams.teacher_folder, out)
+        return self._teacher_dir
 
     def _train_csv(self):
         return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
