@@ -68,7 +68,9 @@ class ProfilerModel(torch.nn.Module):
         hparams = load_hyperpyyaml(text, overrides)
         model = cls(hparams)
         recoverables = {"normalizer": model.mean_var_norm}
-        if not random_init:
+        if random_init:  # a pretrained encoder is built with its weights: replace them
+            model.encoder.load_state_dict(model.encoder.random_state_dict())
+        else:
             recoverables.update(encoder=model.encoder, heads=model.heads)
         ckpt = Checkpointer(os.path.join(folder, "save"), recoverables=recoverables, allow_partial_load=True)
         if ckpt.recover_if_possible(max_key="mean_f1") is None:

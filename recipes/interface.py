@@ -207,7 +207,7 @@ class SpeakerProfilerInterface(Pretrained):
             torch.set_rng_state(rng)
             with open(os.path.join(source, "hyperparams.yaml")) as f:
                 fresh = load_hyperpyyaml(f, overrides or {})  # new modules, random weights
-            obj.model.encoder.load_state_dict(fresh["encoder"].state_dict())
+            obj.model.encoder.load_state_dict(fresh["encoder"].random_state_dict())
             obj.model.heads.load_state_dict(fresh["heads"].state_dict())
         return obj
 

@@ -26,6 +26,11 @@ class ProfilingEncoder(torch.nn.Module):
         the teacher's input and output shapes can replace the teacher group by group."""
         raise NotImplementedError
 
+    def random_state_dict(self):
+        """Weights of a random-init twin (the random-init control of probing). A freshly built
+        encoder is one; a pretrained encoder (recipes/encoders/ge2e.py) overrides this."""
+        return self.state_dict()
+
     def layer_names(self):
         return list(self.named_layers().keys())
 
