@@ -42,6 +42,7 @@ LABELS = "hparams/labels/commonvoice_decades.yaml"  # the recipe's label space (
 BALANCED = "--balance_sampling_by=[gender,age_sub]"
 RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
 BASE = "--hierarchical=False"
+GE2E = "hparams/commonvoice/ge2e.yaml"  # a row whose options start with a YAML trains that recipe
 # name -> extra train.py options (ECAPA / ResNet CPU teachers, base / +CH, imbalance on / off)
 ROWS = {
     "ecapa_cpu_ch_balanced": [BALANCED],
@@ -52,6 +53,10 @@ ROWS = {
     "resnet_cpu_ch_plain": [RESNET],
     "resnet_cpu_base_balanced": [RESNET, BASE, BALANCED],
     "resnet_cpu_base_plain": [RESNET, BASE],
+    # the frozen pretrained GE2E speaker encoder (resemblyzer wheel) with trained heads
+    # (with the age-in-years head: the encoder is frozen, so it cannot change the group heads)
+    "ge2e_ch_plain": [GE2E, "--age_regression=True"],
+    "ge2e_ch_balanced": [GE2E, BALANCED, "--age_regression=True"],
 }
 TASKS = ("gender", "age_sup", "age_sub")
 # goals on the Common Voice test: (label, results.json task, metric, threshold, higher is better)
@@ -70,7 +75,10 @@ def train_command(name, opts, args):
             m = re.search(r"^number_of_epochs: (\d+)$", f.read(), re.M)
         epochs = int(m.group(1)) if m else epochs
     seed = [] if args.seed == DEFAULT_SEED else [f"--seed={args.seed}"]  # the YAML's seed otherwise
-    return ["train.py", "hparams/commonvoice/train.yaml", f"--data_folder={args.data}", f"--output_folder={out}",
+    yaml = "hparams/commonvoice/train.yaml"
+    if opts and opts[0].endswith(".yaml"):
+        yaml, opts = opts[0], opts[1:]
+    return ["train.py", yaml, f"--data_folder={args.data}", f"--output_folder={out}",
             f"--number_of_epochs={epochs}", f"--lr={args.lr}", *seed, "--noprogressbar", *opts]
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Table-1-style benchmark of mixup KD (paper 004) on degraded speechocean762-8k.
+"""Table-1-style benchmark of mixup KD (paper 004) on degraded speechocean762-8k or Common Voice.
 
 Teacher: a core-recipe output folder trained on the clean train split (default: the "+CH"
 run of benchmarks/core_recipe.py). Students: same speakers through the telephone channel
@@ -8,6 +8,10 @@ run of benchmarks/core_recipe.py). Students: same speakers through the telephone
 of the test split. Writes benchmarks/mkd_table.md.
 
     python benchmarks/mkd_table.py --pair ecapa_cpu --epochs 6 --seeds 1234
+    python benchmarks/mkd_table.py --corpus commonvoice --epochs 3 --rows +CH +MKD+CH \
+        --teacher results/bench_cv/ge2e_ch_plain/1234 --skip_adapted_teacher
+        (Common Voice: the frozen GE2E teacher of benchmarks/commonvoice.py's ge2e_ch_plain row;
+        writes benchmarks/mkd_table_commonvoice_<pair>.md)
 """
 
 import argparse
@@ -36,6 +40,15 @@ from recipes.interface import SpeakerProfilerInterface  # noqa: E402
 VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"concat_teacher": False},
             "no cache": {"teacher_cache": False}}
 ROWS = [("base", False, False), ("+MKD", True, False), ("+CH", False, True), ("+MKD+CH", True, True)]
+# corpus -> (data folder, default teacher under results/, results folder, test / train description)
+CORPORA = {
+    "speechocean762": ("../shared/data/speechocean762-8k", "bench_core/{pair}_ch", "bench_mkd",
+                       "the telephone-degraded copy of the test split (125 unseen speakers). Student training "
+                       "data: the same 113 train speakers as the teacher"),
+    "commonvoice": ("../shared/data/commonvoice-sample-8k", "bench_cv/ge2e_ch_plain", "bench_mkd_cv",
+                    "the telephone-degraded copy of the Common Voice sample's test split (155 unseen speakers). "
+                    "Student training data: the teacher's train split (1,259 speakers)"),
+}
 
 
 def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
@@ -72,8 +85,12 @@ def cached(path, compute, teacher):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu, resnet_cpu, ecapa, resnet (encoders/<pair>_student.yaml)")
-    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
-    ap.add_argument("--teacher", default=None, help="default: results/bench_core/<pair>_ch/<seed>")
+    ap.add_argument("--corpus", default="speechocean762", choices=sorted(CORPORA))
+    ap.add_argument("--data_folder", default=None, help="the corpus folder (default: its ../shared/data copy)")
+    ap.add_argument("--teacher", default=None, help="default: results/bench_core/<pair>_ch/<seed> "
+                    "(speechocean762), results/bench_cv/ge2e_ch_plain/<seed> (commonvoice)")
+    ap.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], choices=[r[0] for r in ROWS],
+                    help="student rows to train and list (default: all four)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234])
@@ -82,20 +99,26 @@ def main():
     ap.add_argument("--existing-extra-seeds", action="store_true",
                     help="train only the first seed; other seeds enter a row only where already trained")
     ap.add_argument("--finetune", action="store_true", help="add the F/T rows (paper 004)")
-    ap.add_argument("--results", default=os.path.join(ROOT, "results", "bench_mkd"))
+    ap.add_argument("--results", default=None, help="default: results/bench_mkd (speechocean762), "
+                    "results/bench_mkd_cv (commonvoice)")
     ap.add_argument("--skip_adapted_teacher", action="store_true",
                     help="leave out the teacher row with re-estimated feature statistics (a second "
                          "pass over the degraded train and test audio)")
     args = ap.parse_args()
-    yaml_path = os.path.join(ROOT, "hparams", "speechocean762", "mkd.yaml")
+    data, teacher_dir, results, _ = CORPORA[args.corpus]
+    args.data_folder = args.data_folder or data
+    args.results = args.results or os.path.join(ROOT, "results", results)
+    yaml_path = os.path.join(ROOT, "hparams", args.corpus, "mkd.yaml")
     student = f"!include:../encoders/{args.pair}_student.yaml"
-    teacher = args.teacher or os.path.join(ROOT, "results", "bench_core", f"{args.pair}_ch", str(args.seeds[0]))
+    teacher = args.teacher or os.path.join(ROOT, "results", teacher_dir.format(pair=args.pair), str(args.seeds[0]))
     manifests = os.path.join(teacher, "manifests")
     os.makedirs(args.results, exist_ok=True)
     test_csv = os.path.join(manifests, "test.csv")
     t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
                              lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher)
-    table = [("teacher (clean-trained, +CH)", "-", t_res, t_params, None)]
+    t_name = ("teacher (frozen pretrained GE2E encoder + heads trained on the clean train split)"
+              if os.path.basename(os.path.dirname(teacher)).startswith("ge2e") else "teacher (clean-trained, +CH)")
+    table = [(t_name, "-", t_res, t_params, None)]
     if not args.skip_adapted_teacher:
         a_res, _ = cached(os.path.join(args.results, f"{args.pair}_teacher_adapted_eval.json"),
                           lambda: evaluate_folder(teacher, yaml_path, test_csv,
@@ -105,7 +128,7 @@ def main():
 
     def train(out, extra):
         """train.py once per output folder (finished runs are reused); its test results."""
-        cmd = [sys.executable, "train.py", "hparams/speechocean762/mkd.yaml", f"--model={student}",
+        cmd = [sys.executable, "train.py", f"hparams/{args.corpus}/mkd.yaml", f"--model={student}",
                f"--data_folder={args.data_folder}", f"--teacher_folder={teacher}", f"--output_folder={out}", f"--number_of_epochs={args.epochs}",
                f"--lr={args.lr}", "--noprogressbar"] + [f"--{k}={v}" for k, v in extra.items()]
         t0 = time.time()
@@ -119,7 +142,7 @@ def main():
 
     n_student = load_recipe(yaml_path, f"teacher_folder: {teacher}\ndata_folder: unused\nmodel: {student}\n")[
         "encoder"].n_params()
-    rows = [(name, {"mkd": mkd, "hierarchical": ch}) for name, mkd, ch in ROWS]
+    rows = [(name, {"mkd": mkd, "hierarchical": ch}) for name, mkd, ch in ROWS if name in args.rows]
     for spec in args.variants:
         name, v = spec.split(":")
         rows.append((f"{name} ({v})", {"mkd": True, "hierarchical": name == "+MKD+CH", **VARIANTS[v]}))
@@ -178,17 +201,30 @@ def fmt(runs, task, metric):
     return f"{m:.1f}±{sd:.1f}"
 
 
+def fmt_mace(runs):
+    """Mean absolute class error of the age-sub head (group indices; not a percentage)."""
+    vals = [r["age_sub"].get("mace") for r in (runs if isinstance(runs, list) else [runs])]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return ""
+    m = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return f"{m:.2f}"
+    return f"{m:.2f}±{(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5:.2f}"
+
+
 def write_table(args, table, cmds, t_params):
-    lines = [f"# Mixup KD on degraded speechocean762-8k ({args.pair} pair)", "",
+    corpus_text = CORPORA[args.corpus][3]
+    lines = [f"# Mixup KD on degraded {args.corpus} ({args.pair} student)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch {torch.__version__}). "
              f"Students: {args.epochs} epochs, Adam lr {args.lr}, batch 12, 2 s crops, seeds {args.seeds} (the column says how many per row) "
-             "(mean±sd when several). Test: the telephone-degraded copy of the test split "
-             "(125 unseen speakers). Student training data: the same 113 train speakers as the teacher, "
+             "(mean±sd when several). Test: " + corpus_text + ", "
              "through the telephone channel, 10% neighbour age-label noise.", "",
-             "| model | seeds | encoder params | gender P | R | F1 | age-sup P | R | F1 | age-sub P | R | F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | seeds | encoder params | gender P | R | F1 | age-sup P | R | F1 | age-sub P | R | F1 | age-sub MACE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, seeds, runs, params, _ in table:
         cells = [fmt(runs, t, m) for t in ("gender", "age_sup", "age_sub") for m in ("precision", "recall", "f1")]
+        cells.append(fmt_mace(runs))
         lines.append(f"| {name} | {seeds} | {params / 1e6:.2f}M ({100 * params / t_params:.0f}%) | " + " | ".join(cells) + " |")
     teacher_rows = ("the teacher is evaluated as trained (its row with feature statistics re-estimated on "
                     "degraded audio was left out: --skip_adapted_teacher)" if args.skip_adapted_teacher else
@@ -204,7 +240,8 @@ def write_table(args, table, cmds, t_params):
               f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(sys.argv[1:]).replace(ROOT + os.sep, '')}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
     lines += [f"- `python {c.replace(ROOT + os.sep, '')}` ({s / 60:.0f} min)" for c, s in cmds]
-    with open(os.path.join(ROOT, "benchmarks", f"mkd_table_{args.pair}.md"), "w") as f:
+    name = f"mkd_table_{args.pair}.md" if args.corpus == "speechocean762" else f"mkd_table_{args.corpus}_{args.pair}.md"
+    with open(os.path.join(ROOT, "benchmarks", name), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

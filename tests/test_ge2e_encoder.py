@@ -105,6 +105,12 @@ def test_demo_training_trains_heads_only_and_loads(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     with open(out / "results.json") as f:
         assert "gender" in json.load(f)["test"]
+    # the frozen encoder embedded each whole training utterance once (the demo has one broken file)
+    cache = torch.load(out / "encoder_cache.pt")["emb"]
+    with open(out / "manifests" / "train.csv") as f:
+        n_train = sum(1 for _ in f) - 1
+    assert n_train - 2 <= len(cache) < n_train + 1 and len(cache) > 0
+    assert all(v.shape == (256,) for v in cache.values())
     from recipes.interface import SpeakerProfilerInterface
 
     prof = SpeakerProfilerInterface.from_folder(str(out))

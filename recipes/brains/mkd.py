@@ -25,12 +25,11 @@ import os
 import torch
 
 import speechbrain as sb
-from speechbrain.dataio.dataloader import make_dataloader
 
-from recipes.adaptation import adapt_normalizer, embed_dataset
+from recipes.adaptation import adapt_normalizer
 from recipes.brains.profiling import ProfilingBrain
 from recipes.brains.teacher import frozen_teacher
-from recipes.data.pipelines import make_dataset
+from recipes.embedding_cache import cached_embeddings, settings_key, whole_utterance_loader
 from recipes.experiment import manifest_paths
 from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
@@ -105,9 +104,7 @@ class MKDBrain(ProfilingBrain):
 
     def _whole_train_loader(self):
         """The student's training utterances, whole, through its (deterministic) channel."""
-        data = make_dataset(self._train_csv(), self.hparams.label_space, self.hparams.sample_rate, sort=True,
-                            channel=self.hparams.train_channel)
-        return make_dataloader(data, **self.hparams.eval_dataloader_opts)
+        return whole_utterance_loader(self._train_csv(), self.hparams)
 
     def _train_cache(self):
         """id -> teacher embedding of the whole degraded training utterance, computed once
@@ -118,16 +115,8 @@ class MKDBrain(ProfilingBrain):
         teacher_id = [os.path.abspath(self.teacher_folder()),
                       bool(self.hparams.teacher_adapt_norm),
                       os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(channel)]
-        if os.path.isfile(path):
-            saved = torch.load(path)
-            if saved.get("teacher") == teacher_id:
-                return saved["emb"]
-        cache = embed_dataset(self.teacher, self._whole_train_loader(), self.device)
-        if sb.utils.distributed.if_main_process():
-            torch.save({"teacher": teacher_id, "emb": cache}, path + ".tmp")
-            os.replace(path + ".tmp", path)
-        logger.info("teacher cache: %d training utterances embedded once (%s)", len(cache), path)
-        return cache
+        return cached_embeddings(path, teacher_id, self.teacher, self._whole_train_loader(), self.device,
+                                 "teacher cache")
 
     def teacher_embed(self, batch, stage):
         """The teacher's embedding of each utterance of the batch (cached when enabled)."""
@@ -166,10 +155,3 @@ class MKDBrain(ProfilingBrain):
                              self.hparams.kd_criterion)  # Eq. 2
         return {"kd": (self.hparams.kd_weight, kd)}
 
-
-def settings_key(module):
-    """A module's class and plain settings (numbers, strings): what the cache depends on."""
-    if module is None:
-        return None
-    plain = {k: v for k, v in vars(module).items() if isinstance(v, (bool, int, float, str))}
-    return [type(module).__name__, sorted(plain.items())]

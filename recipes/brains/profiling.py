@@ -18,7 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
+from recipes.embedding_cache import BrainEmbedder, cached_embeddings, is_frozen, settings_key, whole_utterance_loader
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
+from recipes.experiment import manifest_paths
 from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)
@@ -96,7 +98,41 @@ class ProfilingBrain(sb.Brain):
         """Shared representation Z fed to the heads."""
         return self.modules.encoder(feats, lens)
 
+    def on_fit_start(self):
+        super().on_fit_start()
+        self.frozen_cache = None
+        if getattr(self.hparams, "frozen_encoder_cache", False) and is_frozen(self.modules.encoder):
+            self.frozen_cache = self._frozen_train_cache()
+
+    def _frozen_train_cache(self):
+        """id -> the frozen encoder's embedding of each whole training utterance (through the
+        training channel), made once and kept in <output_folder>/encoder_cache.pt."""
+        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        key = [type(self.modules.encoder).__name__, settings_key(self.modules.compute_features),
+               os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(self.hparams.train_channel)]
+        return cached_embeddings(os.path.join(self.hparams.output_folder, "encoder_cache.pt"), key,
+                                 BrainEmbedder(self.modules), whole_utterance_loader(train_csv, self.hparams),
+                                 self.device, "frozen encoder cache")
+
+    def frozen_embeddings(self, batch, stage):
+        """A frozen encoder's cached embeddings of the batch (training: the whole utterances
+        embedded once; validation: remembered from the first epoch), else None."""
+        cache = getattr(self, "frozen_cache", None)
+        if cache is None or stage == sb.Stage.TEST:
+            return None
+        if all(u in cache for u in batch.id):
+            return torch.stack([cache[u] for u in batch.id]).to(self.device)
+        if stage != sb.Stage.VALID:
+            return None
+        wavs, lens = batch.sig
+        emb = BrainEmbedder(self.modules).embed(wavs.to(self.device), lens.to(self.device))
+        cache.update(zip(batch.id, emb.cpu()))
+        return emb
+
     def compute_forward(self, batch, stage):
+        emb = self.frozen_embeddings(batch, stage)
+        if emb is not None:  # frozen encoder: only the heads run
+            return {"logits": self.modules.heads(emb), "emb": emb}
         feats, lens = self.features(batch, stage)
         x = self.student_inputs(feats, lens, stage)
         emb = self.embed(x, lens, stage, clean_feats=feats)
