@@ -28,6 +28,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def parse_args(argv=None):
     ap.add_argument("--latency_seconds", type=float, default=4.0)
     ap.add_argument("--latency_repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--step", action="append", default=[],
+                    help="NAME|SECONDS|COMMAND: an earlier step (training the source, ...) listed with its wall time")
+    ap.add_argument("--note", action="append", default=[], help="a line for the table's notes (repeatable)")
     ap.add_argument("--smoke", action="store_true",
                     help="demo corpus: train a 1-epoch model, 2 rounds, table under --results")
     args = ap.parse_args(argv)
@@ -122,7 +126,7 @@ def measure(rows, args):
     out = {}
     for name, folder in rows:
         params, nonzero = count_params(models[name])
-        out[name] = {"folder": folder, "params": params, "nonzero": nonzero,
+        out[name] = {"folder": folder, "params": params, "nonzero": nonzero, "parts": breakdown(models[name]),
                      "file_bytes": file_bytes(models[name], folder), "f1": test_f1(folder), "latency_s": {}}
     for b in args.batches:
         times = {name: [] for name in models}
@@ -132,6 +136,36 @@ def measure(rows, args):
         for name in models:
             out[name]["latency_s"][str(b)] = statistics.median(times[name])
     return out
+
+
+def breakdown(model):
+    """Non-zero parameters of the encoder body, its embedding layer (the last convolution /
+    linear layer, never pruned structurally: the heads read it) and the heads."""
+    nz = lambda ps: sum(int(torch.count_nonzero(p)) for p in ps)  # noqa: E731
+    layers = [m for m in model.encoder.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))]
+    emb = nz(layers[-1].parameters()) if layers else 0
+    return {"encoder body": nz(model.encoder.parameters()) - emb, "embedding layer": emb,
+            "heads": nz(model.heads.parameters())}
+
+
+def verdict(fewer, speed, loss):
+    """The goal (>= 10x fewer non-zero, >= 2x faster at every batch size, <= 2 F1 points
+    lost on every task): "reached", or "MISSED" with the parts missed."""
+    missed = ([f"{fewer:.1f}x fewer < 10x"] if fewer < 10 else []) + [
+        f"b{b} {v:.2f}x < 2x" for b, v in speed.items() if v < 2] + ([f"F1 -{loss:.1f} pts"] if loss > 2 else [])
+    return "reached" if not missed else "MISSED (" + ", ".join(missed) + ")"
+
+
+def machine():
+    """CPU model, cores, GPU or none (the table's hardware line)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
 def rounds_table(pruned):
@@ -152,31 +186,49 @@ def rounds_table(pruned):
     return lines
 
 
+def table_command(argv):
+    """The benchmark's own arguments, quoted, without the --step / --note texts listed above."""
+    kept, skip = [], False
+    for a in argv:
+        if not skip and a.split("=", 1)[0] not in ("--step", "--note"):
+            kept.append(a)
+        skip = a in ("--step", "--note")
+    return shlex.join(kept) + (" (+ the --step and --note texts above)" if len(kept) < len(argv) else "")
+
+
 def write_table(args, m, ref_name, pruned, commands):
-    ref = m[ref_name]
+    ref, parts = m[ref_name], list(m[ref_name]["parts"])
     head = ["| model | parameters | non-zero | x fewer non-zero | file MB | "
-            + " | ".join(f"speed-up b{b}" for b in args.batches) + " | " + " | ".join(f"{t} F1" for t in TASKS)
+            + " | ".join(f"CPU b{b} (speed-up)" for b in args.batches) + " | " + " | ".join(f"{t} F1" for t in TASKS)
             + " | goal |", "|---" * (6 + len(args.batches) + len(TASKS)) + "|"]
     for name, r in m.items():
         fewer = ref["nonzero"] / max(r["nonzero"], 1)
         speed = {b: ref["latency_s"][str(b)] / r["latency_s"][str(b)] for b in args.batches}
         loss = max(100 * (ref["f1"][t] - r["f1"][t]) for t in TASKS)
-        goal = "reference" if name == ref_name else ("yes" if fewer >= 10 and min(speed.values()) >= 2 and loss <= 2
-                                                    else "no")
+        goal = "reference" if name == ref_name else verdict(fewer, speed, loss)
         head.append(f"| {name} | {r['params']} | {r['nonzero']} | {fewer:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
-                    + " | ".join(f"{speed[b]:.2f}x" for b in args.batches) + " | "
+                    + " | ".join(f"{1e3 * r['latency_s'][str(b)]:.1f} ms ({speed[b]:.2f}x)" for b in args.batches)
+                    + " | "
                     + " | ".join(f"{100 * r['f1'][t]:.2f}" for t in TASKS) + f" | {goal} |")
     lines = [f"# Structured pruning on CPU{' (SMOKE: demo corpus, numbers mean nothing)' if args.smoke else ''}", "",
              f"Speed-ups: the reference's median forward time over each model's ({args.latency_seconds} s "
              f"utterances, features + encoder + heads, {torch.get_num_threads()} threads, "
-             f"{args.latency_repeats} interleaved passes, {platform.processor() or platform.machine()}); "
+             f"{args.latency_repeats} interleaved passes in one process; {machine()}); "
              "reference times: " + ", ".join(f"batch {b}: {1e3 * ref['latency_s'][str(b)]:.1f} ms" for b in args.batches)
              + ". Goal: >= 10x fewer non-zero parameters than the reference, >= 2x faster at every batch "
              "size, <= 2 F1 points lost on every task (test split).", "", *head, "",
              "## Norm vs probe-guided criterion at the same sizes (validation, every round)", "",
-             *rounds_table(pruned), "", "## Commands", ""]
+             *rounds_table(pruned), "", "## Non-zero parameters per part", "",
+             "| model | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    lines += [f"| {name} | " + " | ".join(f"{r['parts'][p]} ({100 * r['parts'][p] / max(r['nonzero'], 1):.0f}%)"
+                                         for p in parts) + " |" for name, r in m.items()]
+    lines += ["", "## Notes", "", *[f"- {n}" for n in args.note]] if args.note else []
+    lines += ["", "## Commands (repository root)", ""]
+    for step in args.step:
+        name, seconds, cmd = step.split("|", 2)
+        lines.append(f"- {name}: `{cmd}` ({float(seconds) / 60:.1f} min)")
     lines += [f"- {name}: `{cmd}` ({seconds / 60:.1f} min)" for name, cmd, seconds in commands]
-    lines += [f"- this table: `python benchmarks/structured_pruning.py {' '.join(sys.argv[1:])}`"]
+    lines += [f"- this table: `python benchmarks/structured_pruning.py {table_command(sys.argv[1:])}`"]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
