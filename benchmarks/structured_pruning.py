@@ -12,7 +12,7 @@ timings are interleaved, so machine load hits all alike), test F1 per task (resu
 and whether the row reaches the goal (>= 10x fewer non-zero parameters than the reference,
 >= 2x faster at both batch sizes, <= 2 points F1 lost on every task). A second table
 compares the two criteria at the same sizes: valid F1 after every round (pruning_rounds.csv;
-``--prune_args --f1_tolerance=1.0`` runs every round of the schedule for that comparison,
+``--f1_tolerance=1.0``, passed on to prune.py, runs every round of the schedule for that comparison,
 but then the final models are the most pruned ones).
 
     python benchmarks/structured_pruning.py --reference results/speechocean762/ecapa_cpu_ch_True/1234 \\
@@ -53,7 +53,9 @@ def parse_args(argv=None):
     ap.add_argument("--row", action="append", default=[], help="NAME=FOLDER: an extra row (repeatable)")
     ap.add_argument("--yaml", default="hparams/speechocean762/prune_structured.yaml")
     ap.add_argument("--criteria", nargs="+", default=["l2", "probe"])
-    ap.add_argument("--prune_args", nargs="*", default=[], help="extra prune.py overrides, e.g. --max_rounds=5")
+    ap.add_argument("--prune_args", action="append", default=[],
+                    help="a prune.py override, e.g. --prune_args=--max_rounds=5 (repeatable); other unknown "
+                         "--key=value arguments are passed to prune.py as well")
     ap.add_argument("--results", default="results/bench_structured", help="pruned folders go here")
     ap.add_argument("--out", default="benchmarks/compression_structured.md")
     ap.add_argument("--latency_seconds", type=float, default=4.0)
@@ -64,7 +66,11 @@ def parse_args(argv=None):
     ap.add_argument("--note", action="append", default=[], help="a line for the table's notes (repeatable)")
     ap.add_argument("--smoke", action="store_true",
                     help="demo corpus: train a 1-epoch model, 2 rounds, table under --results")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
+    bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
+    if bad:
+        ap.error(f"unrecognized arguments {bad} (prune.py overrides are --key=value)")
+    args.prune_args += rest
     if args.smoke:
         args.yaml, args.results = "hparams/demo_prune_structured.yaml", "results/bench_structured_smoke"
         args.out = os.path.join(args.results, "structured_pruning_smoke.md")
@@ -96,13 +102,22 @@ def smoke_model(args):
 
 
 def prune_rows(args, source):
-    """Prunes ``source`` with every criterion (resumes); (name, folder, command, seconds)."""
+    """Prunes ``source`` with every criterion (resumes); (name, folder, command, seconds).
+    A finished folder (prune_summary.json and the wall time of its run) is not pruned again:
+    re-running the benchmark (e.g. with one more --row) only measures; delete it to redo."""
     rows = []
     for criterion in args.criteria:
         out = os.path.join(args.results, f"structured_{criterion}")
         cmd = [sys.executable, "prune.py", args.yaml, f"--model_folder={source}", f"--output_folder={out}",
                f"--structured_criterion={criterion}", "--noprogressbar", *args.prune_args]
-        seconds = timed(cmd, os.path.join(args.results, f"structured_{criterion}.log"))
+        done = os.path.join(out, "benchmark_wall_seconds.txt")
+        if os.path.isfile(done) and os.path.isfile(os.path.join(out, "prune_summary.json")):
+            with open(done) as f:
+                seconds = float(f.read())
+        else:
+            seconds = timed(cmd, os.path.join(args.results, f"structured_{criterion}.log"))
+            with open(done, "w") as f:
+                f.write(f"{seconds:.1f}\n")
         name = "structurally pruned (" + ("probe-guided" if criterion == "probe" else f"{criterion} norm") + ")"
         rows.append((name, out, " ".join(["python"] + cmd[1:]), seconds))
     return rows

@@ -46,3 +46,14 @@ def test_table_has_latency_goal_parts_notes_and_steps(tmp_path, monkeypatch):
     assert "- heads dominate" in text and "- student: `python train.py x` (2.0 min)" in text
     assert "--reference 'a b' (+ the --step and --note texts above)" in text
     assert open(args.out).read().strip() == text.strip()
+
+
+def test_unknown_key_value_arguments_go_to_prune_py():
+    args = bench.parse_args(["--reference", "t", "--max_rounds=2", "--prune_args=--lr=0.001"])
+    assert sorted(args.prune_args) == ["--lr=0.001", "--max_rounds=2"]
+    try:
+        bench.parse_args(["--reference", "t", "stray"])
+    except SystemExit as err:
+        assert err.code == 2
+    else:
+        raise AssertionError("a stray argument was accepted")
