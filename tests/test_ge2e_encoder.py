@@ -120,5 +120,9 @@ def test_demo_training_trains_heads_only_and_loads(tmp_path):
     wav = sorted((data / "wav").glob("*.wav"))[0]
     result = prof.classify_file(str(wav))
     assert result["gender"]["label"] in ("f", "m")
+    from recipes.deploy import ExportableProfiler
+
+    with pytest.raises(ValueError, match="cannot be exported"):  # a trace would freeze the partials
+        ExportableProfiler(prof.model)
     control = SpeakerProfilerInterface.from_folder(str(out), random_init=True)
     assert not torch.equal(control.model.encoder.lstm3.weight_ih_l0, pretrained.lstm3.weight_ih_l0)
