@@ -203,6 +203,26 @@ def tables(rows):
     return lines
 
 
+def standing(rows):
+    """One sentence per row: the head's error against the training median's, then the caveat."""
+    out = []
+    for r in rows:
+        kind = "MAE" if r["age"]["exact"]["n"] else "interval error"
+        model = _mae(r["age"])
+        base = _mae(r["baseline"]["median"][1]) if "median" in r["baseline"] else None
+        if model is None or base is None:
+            out.append(f"- {r['name']}: no scored test rows.")
+            continue
+        change = 100 * (base - model) / base if base else 0.0
+        out.append(f"- {r['name']}: {kind} {model:.2f} years against {base:.2f} for the training median "
+                   f"({abs(change):.0f}% {'lower' if change >= 0 else 'higher'}).")
+    out.append("- Not directly comparable with the published figures below: other corpora and age ranges, "
+               "16 kHz audio and large pretrained models there, 8 kHz audio and small CPU-sized encoders here; "
+               "an interval error (0 anywhere inside the true decade) is smaller than the MAE to the unknown "
+               "exact age would be.")
+    return out
+
+
 def document(rows, commands, walls):
     lines = ["# Age in years: MAE of the age head", "",
              "Written by `benchmarks/age_mae.py` from the trained folders' `results.json` (test split). "
@@ -216,7 +236,8 @@ def document(rows, commands, walls):
         cmd = commands.get(r["name"])
         lines.append(f"| {r['name']} | `{rel(r['folder'])}` | {f'`{cmd}`' if cmd else '-'} | "
                      f"{walls.get(r['name']) or wall_time(r['folder']) or '-'} |")
-    lines += [""] + tables(rows) + ["", "## Published reference points", ""] + [f"- {x}" for x in REFERENCES]
+    lines += [""] + tables(rows) + ["", "## Where this recipe stands", ""] + standing(rows)
+    lines += ["", "## Published reference points", ""] + [f"- {x}" for x in REFERENCES]
     return "\n".join(lines) + "\n"
 
 

@@ -72,6 +72,8 @@ def test_table_has_the_model_and_the_training_constants(folder, tmp_path):
     assert line_of(text, "| fake | gender m").endswith(f"| {np.mean([4, 30]):.2f} / {np.mean([6, 20]):.2f} |")
     assert "| fake | age_sub | 100.0 | 66.7 | 66.7 |" in text
     assert "`python train.py x.yaml` | 3 min |" in text
+    base = np.mean([0, 4, 30])
+    assert f"MAE 2.33 years against {base:.2f} for the training median ({100 * (base - 2.33) / base:.0f}% lower)" in text
     assert "arXiv:2306.16962" in text
 
 
