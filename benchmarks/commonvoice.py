@@ -208,7 +208,7 @@ def status(out):
 def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=None):
     header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
               f"Machine: {machine()}. Seed {args.seed}, one seed per row; epochs and lr in each command "
-              "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders). Test on whole clips with "
+              "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders trained here; ge2e rows: hparams/commonvoice/ge2e.yaml, the frozen pretrained GE2E speaker encoder of the resemblyzer wheel with trained heads and the age-in-years head, OMP_NUM_THREADS=1). Test on whole clips with "
               "the checkpoint of best validation mean F1. Wall time: the row's last successful train.py command "
               f"({args.results}/times.txt), with preparation and evaluation, measured while other jobs shared "
               "the cores; a resumed row counts only its resumed part (the note after its command says so). "
