@@ -236,6 +236,8 @@ def document(rows, commands, walls):
         cmd = commands.get(r["name"])
         lines.append(f"| {r['name']} | `{rel(r['folder'])}` | {f'`{cmd}`' if cmd else '-'} | "
                      f"{walls.get(r['name']) or wall_time(r['folder']) or '-'} |")
+    again = " ".join(f'--row "{r["name"]}={rel(r["folder"])}"' for r in rows)
+    lines += ["", f"This file: `python benchmarks/age_mae.py {again}` (with `--command` / `--wall` per row)."]
     lines += [""] + tables(rows) + ["", "## Where this recipe stands", ""] + standing(rows)
     lines += ["", "## Published reference points", ""] + [f"- {x}" for x in REFERENCES]
     return "\n".join(lines) + "\n"
