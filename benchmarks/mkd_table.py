@@ -99,6 +99,7 @@ def main():
     ap.add_argument("--existing-extra-seeds", action="store_true",
                     help="train only the first seed; other seeds enter a row only where already trained")
     ap.add_argument("--finetune", action="store_true", help="add the F/T rows (paper 004)")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph added under the table (repeatable)")
     ap.add_argument("--results", default=None, help="default: results/bench_mkd (speechocean762), "
                     "results/bench_mkd_cv (commonvoice)")
     ap.add_argument("--skip_adapted_teacher", action="store_true",
@@ -213,6 +214,20 @@ def fmt_mace(runs):
     return f"{m:.2f}±{(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5:.2f}"
 
 
+def command_args():
+    """This run's arguments without the --note paragraphs (they are printed below the table)."""
+    out, argv = [], sys.argv[1:]
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            out.append(a)
+    return out + (["--note ..."] if len(out) < len(argv) else [])
+
+
 def write_table(args, table, cmds, t_params):
     corpus_text = CORPORA[args.corpus][3]
     lines = [f"# Mixup KD on degraded {args.corpus} ({args.pair} student)", "",
@@ -237,9 +252,11 @@ def write_table(args, table, cmds, t_params):
               "40/10/50 % with local/prepare_csv.py (an in-house-like CSV corpus, same telephone channel, no "
               "label noise); each student is scored on its test part (~63 speakers) before and after "
               f"{args.epochs} epochs of fine-tuning on its train part (`--init_from`).", "",
-              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(sys.argv[1:]).replace(ROOT + os.sep, '')}`. "
+              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(command_args()).replace(ROOT + os.sep, '')}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
     lines += [f"- `python {c.replace(ROOT + os.sep, '')}` ({s / 60:.0f} min)" for c, s in cmds]
+    for note in args.note:
+        lines += ["", note]
     name = f"mkd_table_{args.pair}.md" if args.corpus == "speechocean762" else f"mkd_table_{args.corpus}_{args.pair}.md"
     with open(os.path.join(ROOT, "benchmarks", name), "w") as f:
         f.write("\n".join(lines) + "\n")
