@@ -248,12 +248,14 @@ def rel(path):
     return path if r.startswith("..") else r
 
 
-def pairs(values, what):
+def pairs(values, what, last=False):
+    """NAME=VALUE options -> dict; split at the last "=" with ``last`` (a row's folder holds none,
+    its name may), else at the first (a command holds many)."""
     out = {}
     for v in values or []:
         if "=" not in v:
             raise SystemExit(f"error: {what} {v!r}: expected NAME=VALUE")
-        k, val = v.split("=", 1)
+        k, val = v.rsplit("=", 1) if last else v.split("=", 1)
         out[k.strip()] = val.strip()
     return out
 
@@ -267,7 +269,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "age_mae.md"))
     a = p.parse_args(argv)
     try:
-        rows = [load_row(k, v) for k, v in pairs(a.row, "--row").items()]
+        rows = [load_row(k, v) for k, v in pairs(a.row, "--row", last=True).items()]
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}")
     text = document(rows, pairs(a.command, "--command"), pairs(a.wall, "--wall"))
