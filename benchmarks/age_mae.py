@@ -17,7 +17,6 @@ folder's log.txt unless --wall gives it.
 """
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -32,6 +31,7 @@ sys.path.insert(0, ROOT)
 
 from recipes.age import age_interval  # noqa: E402
 from recipes.age_evaluation import error_stats, interval_distance  # noqa: E402
+from recipes.group_errors import read_predictions  # noqa: E402
 from recipes.labels import LabelSpace  # noqa: E402
 
 MACHINE = "2 CPU cores (AMD EPYC), no GPU"
@@ -68,10 +68,7 @@ def label_space_of(folder):
 
 
 def read_csv(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: is it a train.py output folder?")
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_predictions(path, "not found: is it a train.py output folder?")
 
 
 def _num(x):

@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ import speechbrain as sb  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
 from recipes import deploy  # noqa: E402
+from recipes.compression.report import cpu_model  # noqa: E402
 from speed_models import load_hparams, profiler_for, random_folder, yaml_paths  # noqa: E402
 
 TRAIN_ROWS = ("teacher", "student", "student+MKD", "plain SB ECAPA, teacher size", "plain SB ECAPA, student size")
@@ -213,12 +213,7 @@ def run_row(args):
 
 # ---- the table ----------------------------------------------------------------------------
 def hardware(device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     line = (f"{cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
             f"torch {torch.__version__}, speechbrain {sb.__version__}")
     if str(device).startswith("cuda"):

@@ -27,7 +27,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
+from recipes.compression.report import count_params, cpu_model, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.inference import ProfilerModel  # noqa: E402
 
 TASKS = ("gender", "age_sup", "age_sub")
@@ -173,12 +172,7 @@ def verdict(fewer, speed, loss):
 
 def machine():
     """CPU model, cores, GPU or none (the table's hardware line)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 

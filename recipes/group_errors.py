@@ -23,10 +23,10 @@ METRICS = (("gender_acc", "gender acc %", 100.0), ("age_group_acc", "age-group a
 HIGHER_IS_BETTER = {"gender_acc": True, "age_group_acc": True, "age_sup_acc": True, "age_mae": False}
 
 
-def read_predictions(path):
-    """Rows (dicts) of a predictions CSV; a clear error when it is absent."""
+def read_predictions(path, what="predictions not found (written by train.py / audit.py)"):
+    """Rows (dicts) of a CSV (predictions, a manifest); a clear error naming it when it is absent."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: predictions not found (written by train.py / audit.py)")
+        raise FileNotFoundError(f"{path}: {what}")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 

@@ -4,10 +4,22 @@ non-zero parameters, storage size, CPU forward time, per-layer non-zero counts."
 import csv
 import io
 import os
+import platform
 import statistics
 import time
 
 import torch
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), else what platform knows: for benchmark headers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return cpu
 
 
 def count_params(profiler):
