@@ -19,7 +19,6 @@
   the four rows with two switches (``mkd``, ``hierarchical``).
 """
 
-import logging
 import os
 
 import torch
@@ -35,7 +34,6 @@ from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 from recipes.teacher_folder import resolve_teacher_folder, store_teacher
 
-logger = logging.getLogger(__name__)
 
 
 class FixedProjection(torch.nn.Module):
