@@ -156,7 +156,10 @@ def main():
             folders[name, seed] = out = os.path.join(args.results, f"{args.pair}_{tag}", str(seed))
             if args.existing_extra_seeds and seed != seeds[0] and not os.path.isfile(os.path.join(out, "results.json")):
                 continue  # only seeds already trained beyond the first
-            runs.append(train(out, {**extra, "seed": seed, "manifest_folder": manifests}))
+            # the speaker split follows the seed: a seed other than the teacher's prepares its own
+            # manifests (in its folder), never re-splits the teacher's folder under the teacher
+            own = manifests if seed == args.seeds[0] else os.path.join(out, "manifests")
+            runs.append(train(out, {**extra, "seed": seed, "manifest_folder": own}))
         table.append((name, len(runs), runs, n_student, None))
         write_table(args, table, cmds, t_params)  # after every row: a partial table survives
     if args.finetune:
