@@ -117,8 +117,10 @@ def main():
     test_csv = os.path.join(manifests, "test.csv")
     t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
                              lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher)
+    with open(os.path.join(teacher, "inference.yaml")) as f:
+        frozen_ge2e = "GE2EEncoder" in f.read()
     t_name = ("teacher (frozen pretrained GE2E encoder + heads trained on the clean train split)"
-              if os.path.basename(os.path.dirname(teacher)).startswith("ge2e") else "teacher (clean-trained, +CH)")
+              if frozen_ge2e else "teacher (clean-trained, +CH)")
     table = [(t_name, "-", t_res, t_params, None)]
     if not args.skip_adapted_teacher:
         a_res, _ = cached(os.path.join(args.results, f"{args.pair}_teacher_adapted_eval.json"),

@@ -39,7 +39,7 @@ class ExportableProfiler(torch.nn.Module):
     def __init__(self, profiler):
         super().__init__()
         for enc in (profiler.encoder, getattr(profiler.teacher, "encoder", None)):
-            if enc is not None and not getattr(enc, "exportable", True):
+            if enc is not None and not enc.exportable:
                 raise ValueError(f"{type(enc).__name__} cannot be exported to TorchScript / ONNX (its "
                                  "partial slicing depends on the input length, a trace would freeze it): "
                                  "profile with infer.py / the inference class, or export a student that "

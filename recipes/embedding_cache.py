@@ -47,6 +47,14 @@ def cached_embeddings(path, key, model, loader, device, what="embedding cache"):
     return cache
 
 
+def cached_batch(cache, batch, stage, device):
+    """The cached embeddings of every utterance of ``batch``, else None (never at test: the
+    test is embedded afresh)."""
+    if cache and stage != sb.Stage.TEST and all(u in cache for u in batch.id):
+        return torch.stack([cache[u] for u in batch.id]).to(device)
+    return None
+
+
 def settings_key(module):
     """A module's class and plain settings (numbers, strings): what the cache depends on."""
     if module is None:

@@ -28,8 +28,7 @@ import speechbrain as sb
 from recipes.adaptation import adapt_normalizer
 from recipes.brains.profiling import ProfilingBrain
 from recipes.brains.teacher import frozen_teacher
-from recipes.embedding_cache import cached_embeddings, settings_key, whole_utterance_loader
-from recipes.experiment import manifest_paths
+from recipes.embedding_cache import cached_batch, cached_embeddings, settings_key
 from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 from recipes.teacher_folder import resolve_teacher_folder, store_teacher
@@ -97,13 +96,6 @@ class MKDBrain(ProfilingBrain):
             self._teacher_dir = resolve_teacher_folder(self.hparams.teacher_folder, out)
         return self._teacher_dir
 
-    def _train_csv(self):
-        return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
-
-    def _whole_train_loader(self):
-        """The student's training utterances, whole, through its (deterministic) channel."""
-        return whole_utterance_loader(self._train_csv(), self.hparams)
-
     def _train_cache(self):
         """id -> teacher embedding of the whole degraded training utterance, computed once
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
@@ -119,8 +111,9 @@ class MKDBrain(ProfilingBrain):
     def teacher_embed(self, batch, stage):
         """The teacher's embedding of each utterance of the batch (cached when enabled)."""
         cache = getattr(self, "cache", None)
-        if cache and stage != sb.Stage.TEST and all(u in cache for u in batch.id):
-            return torch.stack([cache[u] for u in batch.id]).to(self.device)
+        emb = cached_batch(cache, batch, stage, self.device)
+        if emb is not None:
+            return emb
         wavs, wav_lens = batch.sig
         with torch.no_grad():
             emb = self.teacher.embed(wavs.to(self.device), wav_lens.to(self.device))

@@ -18,7 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
-from recipes.embedding_cache import BrainEmbedder, cached_embeddings, is_frozen, settings_key, whole_utterance_loader
+from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, settings_key,
+                                     whole_utterance_loader)
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
 from recipes.experiment import manifest_paths
 from recipes.schedulers import step_to_epoch
@@ -104,26 +105,30 @@ class ProfilingBrain(sb.Brain):
         if getattr(self.hparams, "frozen_encoder_cache", False) and is_frozen(self.modules.encoder):
             self.frozen_cache = self._frozen_train_cache()
 
+    def _train_csv(self):
+        return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+
+    def _whole_train_loader(self):
+        """The training utterances, whole, through the (deterministic) training channel."""
+        return whole_utterance_loader(self._train_csv(), self.hparams)
+
     def _frozen_train_cache(self):
         """id -> the frozen encoder's embedding of each whole training utterance (through the
         training channel), made once and kept in <output_folder>/encoder_cache.pt."""
-        train_csv = manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+        train_csv = self._train_csv()
         key = [type(self.modules.encoder).__name__, settings_key(self.modules.compute_features),
                os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(self.hparams.train_channel)]
         return cached_embeddings(os.path.join(self.hparams.output_folder, "encoder_cache.pt"), key,
-                                 BrainEmbedder(self.modules), whole_utterance_loader(train_csv, self.hparams),
+                                 BrainEmbedder(self.modules), self._whole_train_loader(),
                                  self.device, "frozen encoder cache")
 
     def frozen_embeddings(self, batch, stage):
         """A frozen encoder's cached embeddings of the batch (training: the whole utterances
         embedded once; validation: remembered from the first epoch), else None."""
         cache = getattr(self, "frozen_cache", None)
-        if cache is None or stage == sb.Stage.TEST:
-            return None
-        if all(u in cache for u in batch.id):
-            return torch.stack([cache[u] for u in batch.id]).to(self.device)
-        if stage != sb.Stage.VALID:
-            return None
+        emb = cached_batch(cache, batch, stage, self.device)
+        if cache is None or emb is not None or stage != sb.Stage.VALID:
+            return emb
         wavs, lens = batch.sig
         emb = BrainEmbedder(self.modules).embed(wavs.to(self.device), lens.to(self.device))
         cache.update(zip(batch.id, emb.cpu()))

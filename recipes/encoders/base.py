@@ -15,6 +15,7 @@ class ProfilingEncoder(torch.nn.Module):
     """
 
     emb_dim: int
+    exportable = True  # False: torch.jit.trace / ONNX export would freeze length-dependent Python logic
 
     def named_layers(self):
         raise NotImplementedError

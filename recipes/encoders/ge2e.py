@@ -96,7 +96,7 @@ def partial_starts(n_frames):
 class GE2EEncoder(ProfilingEncoder):
     """Frozen GE2E LSTM (40 -> 3 x 256 -> 256), ``(mel power, lengths) -> (batch, 256)``."""
 
-    exportable = False  # the Python loop over partials would be frozen by torch.jit.trace
+    exportable = False  # the Python loop over partials
 
     def __init__(self, weights="wheel", freeze=True, hidden=256, emb_dim=256, n_mels=40):
         super().__init__()
