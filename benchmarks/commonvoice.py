@@ -76,7 +76,7 @@ def train_command(name, opts, args):
         epochs = int(m.group(1)) if m else epochs
     seed = [] if args.seed == DEFAULT_SEED else [f"--seed={args.seed}"]  # the YAML's seed otherwise
     yaml = "hparams/commonvoice/train.yaml"
-    if opts and opts[0].endswith(".yaml"):
+    if opts and opts[0].endswith(".yaml") and not opts[0].startswith("--"):  # not an --opt=...yaml
         yaml, opts = opts[0], opts[1:]
     return ["train.py", yaml, f"--data_folder={args.data}", f"--output_folder={out}",
             f"--number_of_epochs={epochs}", f"--lr={args.lr}", *seed, "--noprogressbar", *opts]

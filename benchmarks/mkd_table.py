@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -82,6 +83,18 @@ def cached(path, compute, teacher):
     return res, params
 
 
+def teacher_split_seed(teacher):
+    """The speaker-split seed a teacher's manifests were prepared with (its training seed in
+    folders trained before split_seed was a key of its own)."""
+    with open(os.path.join(teacher, "hyperparams.yaml")) as f:
+        text = f.read()
+    for key in ("split_seed", "seed"):
+        m = re.search(rf"^{key}: (\d+)$", text, re.M)
+        if m:
+            return int(m.group(1))
+    raise ValueError(f"{teacher}/hyperparams.yaml names neither split_seed nor seed")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu, resnet_cpu, ecapa, resnet (encoders/<pair>_student.yaml)")
@@ -113,6 +126,7 @@ def main():
     student = f"!include:../encoders/{args.pair}_student.yaml"
     teacher = args.teacher or os.path.join(ROOT, "results", teacher_dir.format(pair=args.pair), str(args.seeds[0]))
     manifests = os.path.join(teacher, "manifests")
+    split_seed = teacher_split_seed(teacher)
     os.makedirs(args.results, exist_ok=True)
     test_csv = os.path.join(manifests, "test.csv")
     t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
@@ -158,10 +172,9 @@ def main():
             folders[name, seed] = out = os.path.join(args.results, f"{args.pair}_{tag}", str(seed))
             if args.existing_extra_seeds and seed != seeds[0] and not os.path.isfile(os.path.join(out, "results.json")):
                 continue  # only seeds already trained beyond the first
-            # the speaker split follows the seed: a seed other than the teacher's prepares its own
-            # manifests (in its folder), never re-splits the teacher's folder under the teacher
-            own = manifests if seed == args.seeds[0] else os.path.join(out, "manifests")
-            runs.append(train(out, {**extra, "seed": seed, "manifest_folder": own}))
+            # every seed reads the teacher's manifests with the teacher's split seed: same speakers,
+            # and preparation finds them done (never re-splits them under the teacher)
+            runs.append(train(out, {**extra, "seed": seed, "split_seed": split_seed, "manifest_folder": manifests}))
         table.append((name, len(runs), runs, n_student, None))
         write_table(args, table, cmds, t_params)  # after every row: a partial table survives
     if args.finetune:

@@ -125,3 +125,15 @@ def test_table_cache_and_missing_rows(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(so, "score_speechocean", fail)
     bench.main(argv)  # cached: same table
     assert table.read_text() == text
+
+
+def test_row_commands_name_their_recipe():
+    """A row's first option is its recipe only when it is a YAML path, not an --option=...yaml."""
+    import argparse
+    args = argparse.Namespace(results="results/x", seed=bench.DEFAULT_SEED, epochs=3, data="d", lr=0.001)
+    for name, opts in bench.ROWS.items():
+        cmd = bench.train_command(name, list(opts), args)
+        assert cmd[1] in ("hparams/commonvoice/train.yaml", bench.GE2E), (name, cmd)
+        assert all(o in cmd for o in opts if o != cmd[1]), (name, cmd)
+    resnet = bench.train_command("resnet_cpu_ch_plain", [bench.RESNET], args)
+    assert resnet[1] == "hparams/commonvoice/train.yaml" and resnet[-1] == bench.RESNET

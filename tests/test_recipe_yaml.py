@@ -85,3 +85,16 @@ def test_every_recipe_loads_and_names_its_folder_after_the_encoder():
     so = os.path.join(ROOT, "hparams", "speechocean762", "train.yaml")
     hp = load_recipe(so, "data_folder: x\nmodel: !include:../encoders/resnet_cpu_teacher.yaml\n")
     assert hp["output_folder"].startswith("results/speechocean762/resnet_cpu_ch_True")
+
+
+def test_training_seed_does_not_move_the_speaker_split():
+    """Every corpus preparation splits speakers with split_seed, not the training seed, so a second
+    training seed keeps the same test speakers."""
+    data = {"data_folder": "unused", "input_csv": "unused.csv", "speechocean_folder": "unused"}
+    for corpus in ("commonvoice", "speechocean762", "callcenter", "timit", "pooled"):
+        path = os.path.join(ROOT, "hparams", corpus, "train.yaml")
+        prep = load_recipe(path, {**data, "seed": 99}, overrides_must_match=False)["prepare_data"]
+        preps = prep.keywords.get("preparations", [prep])
+        assert [p.keywords["seed"] for p in preps] == [1234] * len(preps), path
+        moved = load_recipe(path, {**data, "split_seed": 7}, overrides_must_match=False)["prepare_data"]
+        assert all(p.keywords["seed"] == 7 for p in moved.keywords.get("preparations", [moved])), path
