@@ -14,7 +14,7 @@ import speechbrain as sb
 from speechbrain.dataio.dataloader import make_dataloader
 
 from recipes.adaptation import embed_dataset
-from recipes.data.pipelines import make_dataset
+from recipes.data.pipelines import OUTPUT_KEYS, make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,18 @@ def cached_batch(cache, batch, stage, device):
     if cache and stage != sb.Stage.TEST and all(u in cache for u in batch.id):
         return torch.stack([cache[u] for u in batch.id]).to(device)
     return None
+
+
+def skip_cached_audio(dataset, cache):
+    """Training batches of ``dataset`` stop loading audio when ``cache`` holds every one of its
+    utterances (only ids and labels are read then); otherwise the dataset is left as it is."""
+    if cache is None or not hasattr(dataset, "set_output_keys"):
+        return False
+    if not all(uid in cache for uid in dataset.data_ids):
+        return False
+    dataset.set_output_keys([k for k in OUTPUT_KEYS if k not in ("sig", "ok")])
+    logger.info("training batches read ids and labels only: every utterance is in the embedding cache")
+    return True
 
 
 def settings_key(module):

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
 from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, settings_key,
-                                     whole_utterance_loader)
+                                     skip_cached_audio, whole_utterance_loader)
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
 from recipes.experiment import manifest_paths
 from recipes.schedulers import step_to_epoch
@@ -99,11 +99,17 @@ class ProfilingBrain(sb.Brain):
         """Shared representation Z fed to the heads."""
         return self.modules.encoder(feats, lens)
 
+    def make_dataloader(self, dataset, stage, *args, **kwargs):
+        if stage == sb.Stage.TRAIN:
+            self._train_dataset = dataset  # on_fit_start stops its audio once a frozen cache covers it
+        return super().make_dataloader(dataset, stage, *args, **kwargs)
+
     def on_fit_start(self):
         super().on_fit_start()
         self.frozen_cache = None
         if getattr(self.hparams, "frozen_encoder_cache", False) and is_frozen(self.modules.encoder):
             self.frozen_cache = self._frozen_train_cache()
+            skip_cached_audio(getattr(self, "_train_dataset", None), self.frozen_cache)
 
     def _train_csv(self):
         return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]

@@ -151,7 +151,7 @@ class SkipBadCollate:
     """PaddedBatch over the examples whose audio loaded; None if none did."""
 
     def __call__(self, examples):
-        good = [e for e in examples if e["ok"]]
+        good = [e for e in examples if e.get("ok", True)]  # no "ok": audio not read (cached)
         if len(good) < len(examples):
             logger.warning("dropped %d bad utterance(s) from a batch", len(examples) - len(good))
         if not good:
