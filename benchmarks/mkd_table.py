@@ -39,7 +39,7 @@ from recipes.evaluation import PredictionCollector, compute_results  # noqa: E40
 from recipes.interface import SpeakerProfilerInterface  # noqa: E402
 
 VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"concat_teacher": False},
-            "no cache": {"teacher_cache": False}}
+            "no cache": {"teacher_cache": False}, "balanced": {"balance_sampling_by": "[gender,age_sub]"}}
 ROWS = [("base", False, False), ("+MKD", True, False), ("+CH", False, True), ("+MKD+CH", True, True)]
 # corpus -> (data folder, default teacher under results/, results folder, test / train description)
 CORPORA = {
@@ -108,7 +108,7 @@ def main():
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234])
     ap.add_argument("--variants", nargs="*", default=[],
-                    help=f"extra rows ROW:VARIANT, ROW in +MKD, +MKD+CH, VARIANT in {sorted(VARIANTS)}")
+                    help=f"extra rows ROW:VARIANT (first seed only), ROW in base, +MKD, +CH, +MKD+CH, VARIANT in {sorted(VARIANTS)}")
     ap.add_argument("--existing-extra-seeds", action="store_true",
                     help="train only the first seed; other seeds enter a row only where already trained")
     ap.add_argument("--finetune", action="store_true", help="add the F/T rows (paper 004)")
@@ -162,7 +162,8 @@ def main():
     rows = [(name, {"mkd": mkd, "hierarchical": ch}) for name, mkd, ch in ROWS if name in args.rows]
     for spec in args.variants:
         name, v = spec.split(":")
-        rows.append((f"{name} ({v})", {"mkd": True, "hierarchical": name == "+MKD+CH", **VARIANTS[v]}))
+        mkd, ch = {r[0]: r[1:] for r in ROWS}[name]
+        rows.append((f"{name} ({v})", {"mkd": mkd, "hierarchical": ch, **VARIANTS[v]}))
     folders = {}
     for name, extra in rows:
         tag = name.replace("+", "_").replace(" (", "_").replace(" ", "-").strip("_)") or "base"
@@ -266,9 +267,11 @@ def write_table(args, table, cmds, t_params):
     lines += ["", f"Rows: {teacher_rows}. Variant rows (first seed only): `no cache` = the "
               "teacher runs on every 2 s crop instead of once per whole utterance; `adapt` = "
               "`teacher_adapt_norm: True`; `student-only heads` = `concat_teacher: False` (no teacher at "
-              "inference). F/T rows (first seed only): the test split's 125 speakers re-split by speaker "
-              "40/10/50 % with local/prepare_csv.py (an in-house-like CSV corpus, same telephone channel, no "
-              "label noise); each student is scored on its test part (~63 speakers) before and after "
+              "inference); `balanced` = class-balanced sampling by gender and age sub-group "
+              "(`--balance_sampling_by=[gender,age_sub]`). F/T rows (first seed only): the test split's speakers "
+              "re-split by speaker 40/10/50 % with local/prepare_csv.py (an in-house-like CSV corpus, same "
+              "telephone channel, no label noise); each student is scored on its test part (half the "
+              "speakers) before and after "
               f"{args.epochs} epochs of fine-tuning on its train part (`--init_from`).", "",
               f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(command_args()).replace(ROOT + os.sep, '')}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
