@@ -55,19 +55,34 @@ CORPORA = {
 def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     """A trained folder (teacher or student) on the degraded copy of ``manifest`` (same channel
     as the students'); adapt_on: a manifest whose degraded audio re-estimates the feature
-    statistics first (recipes/adaptation.py)."""
-    hp = load_recipe(yaml_path, {"teacher_folder": folder, "data_folder": "unused"})  # the channels only
+    statistics first (recipes/adaptation.py). A model trained in another label space than the
+    recipe's (e.g. a pooled teacher with child / teen groups) is scored in the recipe's: its
+    age sub-group goes to the recipe's group holding the middle of its bin, the super-group
+    follows from that, gender by name."""
+    hp = load_recipe(yaml_path, {"teacher_folder": folder, "data_folder": "unused"})
     model = SpeakerProfilerInterface.from_folder(folder).model
+    space = hp["label_space"]
     if adapt_on:
         adapt = make_dataset(adapt_on, model.label_space, model.sample_rate, sort=True, channel=hp["train_channel"])
         adapt_normalizer(model, make_dataloader(adapt, batch_size=16, collate_fn=SkipBadCollate()))
-    ds = make_dataset(manifest, model.label_space, model.sample_rate, sort=True, channel=hp["test_channel"])
+    ds = make_dataset(manifest, space, model.sample_rate, sort=True, channel=hp["test_channel"])
+    own = model.label_space.to_dict() == space.to_dict()
+    sub_map = torch.tensor(model.label_space.sub_map_to(space))
+    gender_map = torch.tensor([space.gender_index(g) for g in model.label_space.genders])
     col = PredictionCollector()
     for batch in make_dataloader(ds, batch_size=16, collate_fn=SkipBadCollate()):
         probs, _ = model(*batch.sig)
         targets = {t: getattr(batch, f"{t}_idx").data.view(-1) for t in ("gender", "age_sup", "age_sub")}
-        col.append(batch.id, {k: v.log() for k, v in probs.items()}, targets)
-    return compute_results(col, model.label_space), sum(p.numel() for p in model.encoder.parameters())
+        if own:
+            col.append(batch.id, {k: v.log() for k, v in probs.items()}, targets)
+            continue
+        sub = sub_map[probs["age_sub"].argmax(-1)]
+        pred = {"gender": gender_map[probs["gender"].argmax(-1)], "age_sub": sub,
+                "age_sup": space.parent_index()[sub]}
+        sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
+        col.append(batch.id, {t: torch.nn.functional.one_hot(p, sizes[t]).float() for t, p in pred.items()},
+                   targets)
+    return compute_results(col, space), sum(p.numel() for p in model.encoder.parameters())
 
 
 def cached(path, compute, teacher):
@@ -111,6 +126,9 @@ def main():
                     help=f"extra rows ROW:VARIANT (first seed only), ROW in base, +MKD, +CH, +MKD+CH, VARIANT in {sorted(VARIANTS)}")
     ap.add_argument("--existing-extra-seeds", action="store_true",
                     help="train only the first seed; other seeds enter a row only where already trained")
+    ap.add_argument("--also_teacher", nargs="+", default=[],
+                    help="other trained folders scored on the degraded test as teacher rows (students "
+                         "are trained with --teacher only)")
     ap.add_argument("--finetune", action="store_true", help="add the F/T rows (paper 004)")
     ap.add_argument("--note", action="append", default=[], help="a paragraph added under the table (repeatable)")
     ap.add_argument("--results", default=None, help="default: results/bench_mkd (speechocean762), "
@@ -141,6 +159,11 @@ def main():
                           lambda: evaluate_folder(teacher, yaml_path, test_csv,
                                                   adapt_on=os.path.join(manifests, "train.csv")), teacher)
         table.append(("teacher, feature stats re-estimated on degraded train audio", "-", a_res, t_params, None))
+    for other in args.also_teacher:  # rows only: the students are trained with --teacher
+        name = os.path.basename(os.path.dirname(os.path.abspath(other)))
+        o_res, o_params = cached(os.path.join(args.results, f"teacher_eval_{name}.json"),
+                                 lambda: evaluate_folder(other, yaml_path, test_csv), other)
+        table.append((f"other teacher: {os.path.relpath(os.path.abspath(other), ROOT)}", "-", o_res, o_params, None))
     cmds = []
 
     def train(out, extra):

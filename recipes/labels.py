@@ -120,6 +120,11 @@ class LabelSpace:
     def sup_index(self, sub_index):
         return self.age_sup.index(self.sub_to_sup[self.age_sub[sub_index]])
 
+    def sub_map_to(self, other):
+        """For each age sub-group here, the index of ``other``'s sub-group that holds the middle
+        of its bin (scores a model in another label space, e.g. child and teen -> teens)."""
+        return [other.sub_index_from_age(sum(self.age_bins[name]) / 2) for name in self.age_sub]
+
     def to_dict(self):
         """A plain description, saved with a trained model (inference needs no YAML)."""
         return {

@@ -2,10 +2,12 @@
 no score; two manifests make one dataset per split."""
 
 import csv
+import os
 
 import pytest
 import torch
 
+from conftest import ROOT
 from recipes.data.manifest import ManifestError, validate_manifest
 from recipes.data.pipelines import MISSING, label_tensors, make_dataset
 from recipes.evaluation import PredictionCollector, compute_results
@@ -177,3 +179,15 @@ def test_pooled_balanced_weighted_training_end_to_end(tmp_path):
     assert res["gender"]["n_labelled"] == n_test["test"]  # corpus b has no gender: not scored
     assert res["age_sub"]["n_labelled"] == 2 * n_test["test"] and "mace" in res["age_sub"]
     assert "age_sub_mace" in (out / "train_log.txt").read_text(), log[-2000:]
+
+
+def test_pooled_groups_map_onto_the_decade_label_space():
+    """A pooled model (child / teen / decades) is scored in the Common Voice decade space: each
+    sub-group goes to the group holding the middle of its bin."""
+    from recipes.recipe_yaml import load_recipe
+
+    pooled = load_recipe(os.path.join(ROOT, "hparams", "labels", "pooled_child_adult.yaml"))["label_space"]
+    decades = load_recipe(os.path.join(ROOT, "hparams", "labels", "commonvoice_decades.yaml"))["label_space"]
+    mapped = [decades.age_sub[i] for i in pooled.sub_map_to(decades)]
+    assert mapped == ["teens", "teens", "20s", "30s", "40s", "50s", "60+"]
+    assert decades.sub_map_to(decades) == list(range(decades.n_sub))
