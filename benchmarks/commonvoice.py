@@ -43,6 +43,7 @@ BALANCED = "--balance_sampling_by=[gender,age_sub]"
 RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
 BASE = "--hierarchical=False"
 GE2E = "hparams/commonvoice/ge2e.yaml"  # a row whose options start with a YAML trains that recipe
+POOLED = "hparams/pooled/ge2e.yaml"  # trained on Common Voice + speechocean762 (multi-condition)
 # name -> extra train.py options (ECAPA / ResNet CPU teachers, base / +CH, imbalance on / off)
 ROWS = {
     "ecapa_cpu_ch_balanced": [BALANCED],
@@ -57,6 +58,9 @@ ROWS = {
     # (with the age-in-years head: the encoder is frozen, so it cannot change the group heads)
     "ge2e_ch_plain": [GE2E, "--age_regression=True"],
     "ge2e_ch_balanced": [GE2E, BALANCED, "--age_regression=True"],
+    # the MKD teacher of the issue's setting: pooled clean corpora, telephone channel on half the
+    # training clips; its Common Voice rows are the Common Voice part of its pooled test
+    "ge2e_pooled_mc": [POOLED, f"--speechocean_folder={SO_DATA}", "--age_regression=True"],
 }
 TASKS = ("gender", "age_sup", "age_sub")
 # goals on the Common Voice test: (label, results.json task, metric, threshold, higher is better)
@@ -148,6 +152,27 @@ def majority_baseline(manifest, space):
     return out
 
 
+def pooled_cv_results(out, space, own=None):
+    """Test metrics of a pooled model (its own label space) on the Common Voice part of its pooled
+    test, in ``space``: true and predicted sub-groups go to the group of ``space`` holding the
+    middle of their bin, super-groups follow; consistency is the model's own heads'."""
+    from recipes.evaluation import hierarchy_consistency, task_metrics
+    own = own or label_space_of(out)  # the pooled model's label space
+    cv_ids = {r["ID"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))}
+    rows = [r for r in read_csv(os.path.join(out, "predictions_test.csv")) if r["ID"] in cv_ids]
+    sub_map, parent = own.sub_map_to(space), space.parent_index().tolist()
+    sub = {k: [sub_map[own.age_sub.index(r[f"age_sub_{k}"])] for r in rows] for k in ("true", "pred")}
+    arrays = {"gender": {k: [space.gender_index(r[f"gender_{k}"]) for r in rows] for k in ("true", "pred")},
+              "age_sub": sub, "age_sup": {k: [parent[i] for i in v] for k, v in sub.items()}}
+    sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
+    res = {t: task_metrics(arrays[t]["true"], arrays[t]["pred"], sizes[t], ordered=t != "gender") for t in TASKS}
+    own_sub = [own.age_sub.index(r["age_sub_pred"]) for r in rows]
+    own_sup = [own.age_sup.index(r["age_sup_pred"]) for r in rows]
+    res["hierarchy_consistency"] = hierarchy_consistency(own_sub, own_sup, own.parent_index())
+    res["n_scored"] = len(rows)
+    return res
+
+
 def goals_cv(res):
     met, missed = [], []
     for label, task, metric, thr, higher in CV_GOALS:
@@ -208,7 +233,11 @@ def status(out):
 def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=None):
     header = ["# Common Voice recipe: core rows (Common Voice sample, speaker-disjoint test)", "",
               f"Machine: {machine()}. Seed {args.seed}, one seed per row; epochs and lr in each command "
-              "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders trained here; ge2e rows: hparams/commonvoice/ge2e.yaml, the frozen pretrained GE2E speaker encoder of the resemblyzer wheel with trained heads and the age-in-years head, OMP_NUM_THREADS=1). Test on whole clips with "
+              "(hparams/commonvoice/train.yaml, ECAPA / ResNet CPU teacher encoders trained here; ge2e rows: hparams/commonvoice/ge2e.yaml, the frozen pretrained GE2E speaker encoder of the resemblyzer wheel with trained heads and the age-in-years head, OMP_NUM_THREADS=1; "
+              "ge2e_pooled_mc: hparams/pooled/ge2e.yaml, the same encoder with heads trained on the Common Voice sample and "
+              "speechocean762's train split together, the telephone channel on half the clips (the mixup KD teacher's setting), "
+              "so its speechocean762 row is in-domain; its Common Voice row is the Common Voice part of its pooled test, its "
+              "child / teen / decade groups mapped onto the decades (child and teen -> teens)). Test on whole clips with "
               "the checkpoint of best validation mean F1. Wall time: the row's last successful train.py command "
               f"({args.results}/times.txt), with preparation and evaluation, measured while other jobs shared "
               "the cores; a resumed row counts only its resumed part (the note after its command says so). "
@@ -225,8 +254,11 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
         if not os.path.isfile(path):
             missing.append((name, status(out)))
             continue
-        with open(path) as f:
-            res = json.load(f)["test"]
+        if cmd[1] == POOLED:
+            res = pooled_cv_results(out, label_space_of(None))
+        else:
+            with open(path) as f:
+                res = json.load(f)["test"]
         spk = len({r["spk_id"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))})
         lines.append(cv_line(name, res, spk, wall))
         if name in so_scores:

@@ -133,7 +133,29 @@ def test_row_commands_name_their_recipe():
     args = argparse.Namespace(results="results/x", seed=bench.DEFAULT_SEED, epochs=3, data="d", lr=0.001)
     for name, opts in bench.ROWS.items():
         cmd = bench.train_command(name, list(opts), args)
-        assert cmd[1] in ("hparams/commonvoice/train.yaml", bench.GE2E), (name, cmd)
+        assert cmd[1] in ("hparams/commonvoice/train.yaml", bench.GE2E, bench.POOLED), (name, cmd)
         assert all(o in cmd for o in opts if o != cmd[1]), (name, cmd)
     resnet = bench.train_command("resnet_cpu_ch_plain", [bench.RESNET], args)
     assert resnet[1] == "hparams/commonvoice/train.yaml" and resnet[-1] == bench.RESNET
+
+
+def test_pooled_row_scores_its_common_voice_part(tmp_path):
+    """A pooled model's Common Voice row: only the clips of its Common Voice test manifest, its
+    pooled groups mapped onto the decade groups (teen -> teens)."""
+    out = tmp_path / "pooled"
+    (out / "manifests").mkdir(parents=True)
+    from recipes.recipe_yaml import load_recipe
+    pooled = load_recipe(os.path.join(ROOT, "hparams", "labels", "pooled_child_adult.yaml"))["label_space"]
+    with open(out / "manifests" / "test.csv", "w") as f:
+        f.write("ID,spk_id\ncv1,a\ncv2,b\ncv3,c\n")
+    preds = [("cv1", "f", "f", "minor", "minor", "teen", "teen"), ("cv2", "m", "f", "young", "young", "20s", "20s"),
+             ("cv3", "m", "m", "middle", "young", "30s", "20s"), ("so1", "m", "f", "minor", "minor", "child", "child")]
+    with open(out / "predictions_test.csv", "w") as f:
+        f.write("ID,gender_true,gender_pred,age_sup_true,age_sup_pred,age_sub_true,age_sub_pred\n")
+        f.writelines(",".join(p) + "\n" for p in preds)
+    res = bench.pooled_cv_results(str(out), bench.label_space_of(None), own=pooled)
+    assert res["n_scored"] == 3  # the speechocean762 clip is not part of it
+    assert res["gender"]["accuracy"] == pytest.approx(2 / 3)
+    assert res["age_sub"]["accuracy"] == pytest.approx(2 / 3) and res["age_sub"]["mace"] == pytest.approx(1 / 3)
+    assert res["age_sup"]["accuracy"] == pytest.approx(2 / 3)  # teens and 20s are both "young" here
+    assert res["hierarchy_consistency"] == 1.0
