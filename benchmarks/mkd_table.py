@@ -31,7 +31,6 @@ sys.path.insert(0, ROOT)
 
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
-from local.prepare_csv import prepare_csv  # noqa: E402
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
 from recipes.recipe_yaml import load_recipe  # noqa: E402
@@ -202,10 +201,10 @@ def main():
         table.append((name, len(runs), runs, n_student, None))
         write_table(args, table, cmds, t_params)  # after every row: a partial table survives
     if args.finetune:
-        finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, n_student)
+        finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t_params, n_student)
 
 
-def finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, n_student):
+def finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t_params, n_student):
     """Paper 004 "F/T" rows: a small in-house-like CSV corpus (the test split's speakers,
     re-split 40/10/50 by speaker through local/prepare_csv.py), students evaluated on its test
     part before and after fine-tuning on its train part (same telephone channel)."""
@@ -214,12 +213,15 @@ def finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, 
     csv_in = os.path.join(ft, "calls.csv")
     with open(os.path.join(manifests, "test.csv")) as f, open(csv_in, "w", newline="") as g:
         w = csv.writer(g)
-        w.writerow(["path", "speaker", "gender", "age", "id"])
-        for r in csv.DictReader(f):
-            w.writerow([r["wav"], r["spk_id"], r["gender"], r["age"], r["ID"]])
+        w.writerow(["path", "speaker", "gender", "age", "age_group", "id"])
+        for r in csv.DictReader(f):  # manifest paths are relative to the repository root
+            w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
     ft_man = os.path.join(ft, "manifests")
     ratios = (0.4, 0.1, 0.5)
-    prepare_csv(csv_in, ft_man, ratios=ratios, seed=1234)
+    ft_opts = {"input_csv": csv_in, "csv_ratios": f"[{','.join(map(str, ratios))}]", "manifest_folder": ft_man}
+    # the recipe's own preparation (label space, speech decision, split seed), as the F/T runs call it
+    load_recipe(yaml_path, {**ft_opts, "csv_ratios": list(ratios), "teacher_folder": teacher,
+                            "data_folder": "unused"})["prepare_data"]()
     ft_test = os.path.join(ft_man, "test.csv")
     for name in ("base", "+MKD+CH"):
         before, after = [], []
@@ -227,8 +229,7 @@ def finetune(args, yaml_path, manifests, folders, train, table, cmds, t_params, 
             student = folders[name, seed]
             before.append(evaluate_folder(student, yaml_path, ft_test)[0])
             after.append(train(student + "_ft", {
-                "input_csv": csv_in, "csv_ratios": f"[{','.join(map(str, ratios))}]", "manifest_folder": ft_man,
-                "init_from": student, "label_noise_rate": 0.0, "seed": seed,
+                **ft_opts, "init_from": student, "label_noise_rate": 0.0, "seed": seed,
                 "mkd": name != "base", "hierarchical": name != "base"}))
         table.append((f"{name}, F/T-test, no F/T", 1, before, n_student, None))
         table.append((f"{name} + F/T", 1, after, n_student, None))

@@ -29,3 +29,16 @@ def prepare_corpus(data_folder, save_folder, input_csv=None, csv_ratios=(0.8, 0.
                            speech=speech)
     return prepare_speechocean762(data_folder, save_folder, valid_ratio=valid_ratio, skip_bad=skip_bad,
                                   min_duration=min_duration, max_duration=max_duration, seed=seed, speech=speech)
+
+
+def csv_or_corpus(corpus, input_csv=None, csv_ratios=(0.8, 0.1, 0.1)):
+    """``corpus()`` (a corpus preparation with its options, from YAML), or, when ``input_csv``
+    is set, local/prepare_csv.py on that CSV into the same manifest folder with the same label
+    space, speech decision, durations, split seed and screening (F/T on an in-house corpus)."""
+    if not input_csv:
+        return corpus()
+    kw = corpus.keywords
+    return prepare_csv(input_csv, kw["save_folder"], min_duration=kw.get("min_duration", 1.0),
+                       max_duration=kw.get("max_duration", 20.0), ratios=tuple(csv_ratios), seed=kw.get("seed", 1234),
+                       skip_bad=kw.get("skip_bad", False), label_space=kw.get("label_space"), speech=kw.get("speech"))
+

@@ -2,6 +2,7 @@
 through preparation (BOM, NaN age, labels, missing files, leaks, changed inputs)."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -229,3 +230,25 @@ def test_changed_input_is_prepared_again(tmp_path):
     assert n_rows({s: os.path.join(out, f"{s}.csv") for s in ("train", "valid", "test")}) == 16
     with pytest.raises(ManifestError, match="no utterance left"):  # an option changed: prepared again
         prepare_csv(src, out, min_duration=1.6)
+
+
+def test_common_voice_recipe_takes_an_in_house_csv(tmp_path):
+    """hparams/commonvoice/train.yaml --input_csv=...: local/prepare_csv.py in the recipe's
+    decade label space, its ratios, split seed and speech decision; the Common Voice folder is
+    not read."""
+    from recipes.recipe_yaml import load_recipe
+
+    src = input_csv(tmp_path, n_spk=10)  # ages 20..56 -> 20s..50s
+    hp = load_recipe(os.path.join(os.path.dirname(LABELS), "..", "commonvoice", "train.yaml"),
+                     {"data_folder": str(tmp_path / "absent"), "input_csv": src, "csv_ratios": [0.6, 0.2, 0.2],
+                      "manifest_folder": str(tmp_path / "man")})
+    out = hp["prepare_data"]()
+    assert n_rows(out) == 20 and set(out) == {"train", "valid", "test"}
+    rows = [r for p in out.values() for r in csv.DictReader(open(p))]
+    assert {r["spk_id"] for r in rows} == {f"s{s}" for s in range(10)}
+    assert all(os.path.dirname(p) == str(tmp_path / "man") for p in out.values())
+    with open(tmp_path / "man" / "prep_record.json") as f:
+        options = json.load(f)["options"]
+    assert options["ratios"] == [0.6, 0.2, 0.2] and "60+" in options["label_space"]["age_bins"]
+    assert options["seed"] == 1234  # split_seed
+    assert not (tmp_path / "absent").exists()
