@@ -222,6 +222,32 @@ def so_line(name, s):
             f"{'met' if ok else 'MISSED'}: adult gender acc >= {SO_GOAL} |")
 
 
+def all_wrong(scores):
+    """Adult speakers whose every clip a row gets the gender wrong on."""
+    return {spk for spk, (right, n) in scores["adult"].get("gender_per_speaker", {}).items() if n and not right}
+
+
+def contradicted_note(so_scores):
+    """A paragraph: the adult speakers every scored row gets wrong on every clip, and each row's
+    adult gender accuracy without them (an analysis; the goal is judged on all speakers)."""
+    if len(so_scores) < 2 or not all("gender_per_speaker" in s["adult"] for s in so_scores.values()):
+        return []
+    common = set.intersection(*(all_wrong(s) for s in so_scores.values()))
+    if not common:
+        return ["", "No adult speaker is misjudged on every clip by every row."]
+    without = []
+    for name, s in so_scores.items():
+        per = s["adult"]["gender_per_speaker"]
+        right = sum(r for spk, (r, n) in per.items() if spk not in common)
+        without.append(f"{name} {pct(right / sum(n for spk, (r, n) in per.items() if spk not in common))}")
+    n_clips = sum(next(iter(so_scores.values()))["adult"]["gender_per_speaker"][spk][1] for spk in common)
+    return ["", f"Adult speakers that every row above gets wrong on every clip: {', '.join(sorted(common))} "
+            f"({n_clips} clips): every model hears the other gender there (a label error or an atypical voice; "
+            "not checked by listening). Adult "
+            "gender accuracy without them (an analysis, not the goal, which counts every speaker): "
+            + "; ".join(without) + "."]
+
+
 def status(out):
     """Why a row has no results.json: never started, or training (or interrupted) with checkpoints."""
     save = os.path.join(out, "save")
@@ -283,6 +309,7 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
     if so_base:
         lines.append(so_line("majority class (each group's most frequent gender, adults' decade)", so_base)
                      .rsplit(" | ", 1)[0] + " | |")
+    lines += contradicted_note(so_scores)
     lines += ["", "## Commands (from the repository root)", ""]
     lines += [f"- {name}: `{shell(cmd)}`" + (f" ({wall[1]})" if wall and wall[1] else "") +
               ("" if os.path.isfile(os.path.join(out, "results.json")) else f" ({status(out)})")

@@ -82,7 +82,7 @@ def group_scores(rows, preds, space, manifest):
     from recipes.labels import LabelError
 
     genders = list(space.genders)
-    cells = {g: {"true": [], "pred": [], "spk": set(), "silent": 0} for g in SO_GROUPS}
+    cells = {g: {"true": [], "pred": [], "spk": set(), "silent": 0, "per_spk": {}} for g in SO_GROUPS}
     sub_true, sub_pred, outside = [], [], 0
     for n, (r, pred) in enumerate(zip(rows, preds), 2):
         try:
@@ -96,6 +96,9 @@ def group_scores(rows, preds, space, manifest):
             continue
         cell["true"].append(gender)
         cell["pred"].append(pred[0])
+        right = cell["per_spk"].setdefault(r["spk_id"], [0, 0])  # [clips right, clips]
+        right[0] += pred[0] == gender
+        right[1] += 1
         if group == "adult":
             try:
                 sub_true.append(space.sub_index_from_age(r["age"]))
@@ -109,7 +112,8 @@ def group_scores(rows, preds, space, manifest):
         scores[g] = {"clips": n, "speakers": len(c["spk"]), "silent": c["silent"],
                      "gender_acc": sum(a == b for a, b in zip(c["true"], c["pred"])) / n if n else None,
                      "gender_f1": f1_score(c["true"], c["pred"], labels=genders, average="macro",
-                                           zero_division=0) if n else None}
+                                           zero_division=0) if n else None,
+                     "gender_per_speaker": c["per_spk"]}
     n = len(sub_true)
     scores["adult"].update(
         decade_acc=sum(a == b for a, b in zip(sub_true, sub_pred)) / n if n else None,
@@ -123,7 +127,7 @@ def cached_speechocean(name, folder, manifest, results):
     from recipes.interface import best_checkpoint
     cache = os.path.join(in_root(results), "speechocean762_scores", f"{name}.json")
     ckpt = best_checkpoint(str(folder)).path.name
-    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}
+    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT), "version": 2}  # 2: per speaker
     if os.path.isfile(cache):
         with open(cache) as f:
             old = json.load(f)

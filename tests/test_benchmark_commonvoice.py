@@ -56,6 +56,12 @@ def test_speechocean_scores_per_group(tiny_run, tmp_path):
         assert s["gender_acc"] == pytest.approx(sum(a == b for a, b in zip(true, pred)) / len(kept))
         assert s["gender_f1"] == pytest.approx(f1_score(true, pred, labels=space.genders, average="macro",
                                                         zero_division=0))
+        per = {}
+        for i in kept:  # [clips right, clips] per speaker
+            c = per.setdefault(rows[i]["spk_id"], [0, 0])
+            c[0] += one[i]["gender"]["label"] == rows[i]["gender"]
+            c[1] += 1
+        assert s["gender_per_speaker"] == per
     adults = [i for i in (4, 5) if not one[i]["silent"]]
     true = [space.sub_index_from_age(AGES[i]) for i in adults]
     pred = [space.age_sub.index(one[i]["age_sub"]["label"]) for i in adults]
@@ -159,3 +165,16 @@ def test_pooled_row_scores_its_common_voice_part(tmp_path):
     assert res["age_sub"]["accuracy"] == pytest.approx(2 / 3) and res["age_sub"]["mace"] == pytest.approx(1 / 3)
     assert res["age_sup"]["accuracy"] == pytest.approx(2 / 3)  # teens and 20s are both "young" here
     assert res["hierarchy_consistency"] == 1.0
+
+
+def test_speakers_every_row_gets_wrong():
+    def scores(per):
+        return {"adult": {"gender_per_speaker": per}}
+    rows = {"a": scores({"s1": [0, 20], "s2": [0, 20], "s3": [18, 20]}),
+            "b": scores({"s1": [0, 20], "s2": [5, 20], "s3": [20, 20]})}
+    note = " ".join(bench.contradicted_note(rows))
+    assert "every clip: s1 (20 clips)" in note
+    assert "a 45.0" in note and "b 62.5" in note  # (0 + 18) / 40, (5 + 20) / 40 without s1
+    rows["b"]["adult"]["gender_per_speaker"]["s1"] = [1, 20]
+    assert "No adult speaker" in " ".join(bench.contradicted_note(rows))
+    assert bench.contradicted_note({"a": rows["a"]}) == []  # one row: nothing to agree on
