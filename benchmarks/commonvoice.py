@@ -58,7 +58,7 @@ ROWS = {
     # (with the age-in-years head: the encoder is frozen, so it cannot change the group heads)
     "ge2e_ch_plain": [GE2E, "--age_regression=True"],
     "ge2e_ch_balanced": [GE2E, BALANCED, "--age_regression=True"],
-    # the MKD teacher of the issue's setting: pooled clean corpora, telephone channel on half the
+    # paper 004's MKD teacher setting: pooled clean corpora, telephone channel on half the
     # training clips; its Common Voice rows are the Common Voice part of its pooled test
     "ge2e_pooled_mc": [POOLED, f"--speechocean_folder={SO_DATA}", "--age_regression=True"],
 }
@@ -239,7 +239,8 @@ def contradicted_note(so_scores):
     for name, s in so_scores.items():
         per = s["adult"]["gender_per_speaker"]
         right = sum(r for spk, (r, n) in per.items() if spk not in common)
-        without.append(f"{name} {pct(right / sum(n for spk, (r, n) in per.items() if spk not in common))}")
+        clips = sum(n for spk, (r, n) in per.items() if spk not in common)
+        without.append(f"{name} {pct(right / clips if clips else None)}")
     n_clips = sum(next(iter(so_scores.values()))["adult"]["gender_per_speaker"][spk][1] for spk in common)
     return ["", f"Adult speakers that every row above gets wrong on every clip: {', '.join(sorted(common))} "
             f"({n_clips} clips): every model hears the other gender there (a label error or an atypical voice; "
@@ -353,7 +354,7 @@ def main(argv=None):
     done = [(n, o) for n, _, o, _ in rows if os.path.isfile(os.path.join(o, "results.json"))]
     baseline = so_manifest = None
     so_scores, so_note, so_base = {}, "", None
-    space = label_space_of(done[0][1] if done else None)
+    space = label_space_of(None)  # the table's decade groups (a pooled row has its own)
     tests = [os.path.join(o, "manifests", "test.csv") for _, _, o, _ in rows]  # written before training starts
     tests = [t for t in tests if os.path.isfile(t)]
     if tests:

@@ -84,17 +84,29 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     return compute_results(col, space), sum(p.numel() for p in model.encoder.parameters())
 
 
-def cached(path, compute, teacher):
-    """(results, params) of a teacher evaluation, kept in ``path`` (it takes long on CPU)."""
+def cached(path, compute, teacher, manifest):
+    """(results, params) of a teacher evaluation on ``manifest``, kept in ``path`` (it takes
+    long on CPU); made again when the teacher or the manifest is another."""
+    key = {"teacher": os.path.abspath(teacher), "manifest": [os.path.abspath(manifest), os.path.getsize(manifest)]}
     if os.path.isfile(path):
         with open(path) as f:
             saved = json.load(f)
-        if saved["teacher"] == os.path.abspath(teacher):
+        if {k: saved.get(k) for k in key} == key:
             return saved["results"], saved["params"]
     res, params = compute()
     with open(path, "w") as f:
-        json.dump({"teacher": os.path.abspath(teacher), "results": res, "params": params}, f)
+        json.dump({**key, "results": res, "params": params}, f)
     return res, params
+
+
+def check_unseen(teacher, test_csv):
+    """A teacher row on ``test_csv`` means something only if none of its test speakers trained it."""
+    def speakers(path):
+        with open(path, newline="") as f:
+            return {r["spk_id"] for r in csv.DictReader(f)}
+    seen = speakers(test_csv) & speakers(os.path.join(teacher, "manifests", "train.csv"))
+    if seen:
+        raise ValueError(f"{teacher} trained on {len(seen)} speaker(s) of {test_csv}: its row would not be a test")
 
 
 def teacher_split_seed(teacher):
@@ -147,7 +159,7 @@ def main():
     os.makedirs(args.results, exist_ok=True)
     test_csv = os.path.join(manifests, "test.csv")
     t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
-                             lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher)
+                             lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher, test_csv)
     with open(os.path.join(teacher, "inference.yaml")) as f:
         frozen_ge2e = "GE2EEncoder" in f.read()
     t_name = ("teacher (frozen pretrained GE2E encoder + heads trained on the clean train split)"
@@ -156,13 +168,14 @@ def main():
     if not args.skip_adapted_teacher:
         a_res, _ = cached(os.path.join(args.results, f"{args.pair}_teacher_adapted_eval.json"),
                           lambda: evaluate_folder(teacher, yaml_path, test_csv,
-                                                  adapt_on=os.path.join(manifests, "train.csv")), teacher)
+                                                  adapt_on=os.path.join(manifests, "train.csv")), teacher, test_csv)
         table.append(("teacher, feature stats re-estimated on degraded train audio", "-", a_res, t_params, None))
     for other in args.also_teacher:  # rows only: the students are trained with --teacher
-        name = os.path.basename(os.path.dirname(os.path.abspath(other)))
-        o_res, o_params = cached(os.path.join(args.results, f"teacher_eval_{name}.json"),
-                                 lambda: evaluate_folder(other, yaml_path, test_csv), other)
-        table.append((f"other teacher: {os.path.relpath(os.path.abspath(other), ROOT)}", "-", o_res, o_params, None))
+        rel = os.path.relpath(os.path.abspath(other), ROOT)
+        check_unseen(other, test_csv)
+        o_res, o_params = cached(os.path.join(args.results, "teacher_eval_" + rel.replace(os.sep, "_") + ".json"),
+                                 lambda: evaluate_folder(other, yaml_path, test_csv), other, test_csv)
+        table.append((f"other teacher: {rel}", "-", o_res, o_params, None))
     cmds = []
 
     def train(out, extra):

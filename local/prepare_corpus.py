@@ -1,15 +1,18 @@
-"""Data preparation chosen by YAML: the speechocean762 folder, or, when ``input_csv`` is
-set, an in-house CSV corpus (local/prepare_csv.py), e.g. for the F/T rows of paper 004:
+"""Data preparation chosen by YAML: a corpus's own preparation, or, when ``input_csv`` is set,
+an in-house CSV corpus (local/prepare_csv.py) with the same options, e.g. for the F/T rows of
+paper 004:
 
     python train.py hparams/speechocean762/mkd.yaml --data_folder=../shared/data/speechocean762-8k \
         --input_csv=calls.csv --init_from=<student output folder> --output_folder=<new folder>
 
-(``data_folder`` is a required key of the speechocean762 recipes; it is not read when
-``input_csv`` is set.)
+(``data_folder`` is a required key of the corpus recipes; it is not read when ``input_csv`` is
+set.) ``prepare_corpus`` serves speechocean762, ``csv_or_corpus`` any corpus preparation given
+as a YAML ``!name:`` (Common Voice).
 """
 
 import os
 import sys
+from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,22 +26,20 @@ def prepare_corpus(data_folder, save_folder, input_csv=None, csv_ratios=(0.8, 0.
     """Write save_folder/{train,valid,test}.csv from input_csv if given, else data_folder.
     label_space (checked on the CSV's rows) and speech (recipes.data.speech.SpeechConfig)
     are optional, from the recipe YAML."""
-    if input_csv:
-        return prepare_csv(input_csv, save_folder, min_duration=min_duration, max_duration=max_duration,
-                           ratios=tuple(csv_ratios), seed=seed, skip_bad=skip_bad, label_space=label_space,
-                           speech=speech)
-    return prepare_speechocean762(data_folder, save_folder, valid_ratio=valid_ratio, skip_bad=skip_bad,
-                                  min_duration=min_duration, max_duration=max_duration, seed=seed, speech=speech)
+    corpus = partial(prepare_speechocean762, data_folder, save_folder, valid_ratio=valid_ratio, skip_bad=skip_bad,
+                     min_duration=min_duration, max_duration=max_duration, seed=seed, speech=speech)
+    return csv_or_corpus(corpus, input_csv, csv_ratios, label_space=label_space)
 
 
-def csv_or_corpus(corpus, input_csv=None, csv_ratios=(0.8, 0.1, 0.1)):
+def csv_or_corpus(corpus, input_csv=None, csv_ratios=(0.8, 0.1, 0.1), label_space=None):
     """``corpus()`` (a corpus preparation with its options, from YAML), or, when ``input_csv``
     is set, local/prepare_csv.py on that CSV into the same manifest folder with the same label
-    space, speech decision, durations, split seed and screening (F/T on an in-house corpus)."""
+    space (``label_space``, else the corpus's), speech decision, sample rate, durations, split
+    seed and screening (F/T on an in-house corpus)."""
     if not input_csv:
         return corpus()
-    kw = corpus.keywords
+    kw = {**dict(zip(("data_folder", "save_folder"), corpus.args)), **corpus.keywords}
     return prepare_csv(input_csv, kw["save_folder"], min_duration=kw.get("min_duration", 1.0),
                        max_duration=kw.get("max_duration", 20.0), ratios=tuple(csv_ratios), seed=kw.get("seed", 1234),
-                       skip_bad=kw.get("skip_bad", False), label_space=kw.get("label_space"), speech=kw.get("speech"))
-
+                       skip_bad=kw.get("skip_bad", False), label_space=label_space or kw.get("label_space"),
+                       speech=kw.get("speech"), sample_rate=kw.get("sample_rate"))

@@ -25,7 +25,7 @@ def is_frozen(module):
 
 
 def whole_utterance_loader(train_csv, hparams):
-    """The training utterances of ``train_csv``, whole, through the recipe's (deterministic)
+    """The training utterances of ``train_csv`` (a manifest or a list: pooled corpora), whole, through the recipe's (deterministic)
     training channel, batched as evaluation batches."""
     data = make_dataset(train_csv, hparams.label_space, hparams.sample_rate, sort=True,
                         channel=hparams.train_channel)
@@ -65,6 +65,11 @@ def skip_cached_audio(dataset, cache):
     dataset.set_output_keys([k for k in OUTPUT_KEYS if k not in ("sig", "ok")])
     logger.info("training batches read ids and labels only: every utterance is in the embedding cache")
     return True
+
+
+def manifests_key(paths):
+    """[path, size, path, size, ...] of the manifests a cache was made from (absolute paths)."""
+    return [x for p in paths for x in (os.path.abspath(p), os.path.getsize(p))]
 
 
 def settings_key(module):

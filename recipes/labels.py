@@ -122,7 +122,8 @@ class LabelSpace:
 
     def sub_map_to(self, other):
         """For each age sub-group here, the index of ``other``'s sub-group that holds the middle
-        of its bin (scores a model in another label space, e.g. child and teen -> teens)."""
+        of its bin (scores a model in another label space, e.g. child and teen -> teens). Lossy
+        from wide bins to narrow ones: teens [0, 18] has its middle at 9, so it goes to child."""
         return [other.sub_index_from_age(sum(self.age_bins[name]) / 2) for name in self.age_sub]
 
     def to_dict(self):

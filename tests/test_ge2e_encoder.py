@@ -111,6 +111,9 @@ def test_demo_training_trains_heads_only_and_loads(tmp_path):
         n_train = sum(1 for _ in f) - 1
     assert n_train - 2 <= len(cache) < n_train + 1 and len(cache) > 0
     assert all(v.shape == (256,) for v in cache.values())
+    # once every training utterance is cached, training batches stop reading audio (not otherwise)
+    skipped = "training batches read ids and labels only" in res.stdout + res.stderr
+    assert skipped == (len(cache) == n_train), (len(cache), n_train)
     from recipes.interface import SpeakerProfilerInterface
 
     prof = SpeakerProfilerInterface.from_folder(str(out))

@@ -22,6 +22,7 @@ class LogitKDBrain(ProfilingBrain):
     wrapping the task objective; its ``temperature`` and ``lam`` come from YAML)."""
 
     teacher = None
+    train_reads_audio = True  # the teacher's logits come from the audio of each batch
 
     def on_fit_start(self):
         super().on_fit_start()

@@ -28,7 +28,7 @@ import speechbrain as sb
 from recipes.adaptation import adapt_normalizer
 from recipes.brains.profiling import ProfilingBrain
 from recipes.brains.teacher import frozen_teacher
-from recipes.embedding_cache import cached_batch, cached_embeddings, settings_key
+from recipes.embedding_cache import cached_batch, cached_embeddings, manifests_key, settings_key
 from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
 from recipes.teacher_folder import resolve_teacher_folder, store_teacher
@@ -56,6 +56,8 @@ class MKDBrain(ProfilingBrain):
     """Extra hparams: mkd, teacher_folder, mixup (recipes.augment.MixupView),
     kd_weight, kd_criterion ('mse' | 'cos'), concat_teacher, projector; optional
     teacher_cache and teacher_adapt_norm (bools, see the module docstring)."""
+
+    train_reads_audio = True  # the student encoder (and a teacher without cache) read the audio
 
     def on_fit_start(self):
         super().on_fit_start()
@@ -100,11 +102,8 @@ class MKDBrain(ProfilingBrain):
         """id -> teacher embedding of the whole degraded training utterance, computed once
         and kept in <output_folder>/teacher_cache.pt (reused when the teacher is the same)."""
         path = os.path.join(self.hparams.output_folder, "teacher_cache.pt")
-        train_csv = self._train_csv()
-        channel = self.hparams.train_channel
-        teacher_id = [os.path.abspath(self.teacher_folder()),
-                      bool(self.hparams.teacher_adapt_norm),
-                      os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(channel)]
+        teacher_id = [os.path.abspath(self.teacher_folder()), bool(self.hparams.teacher_adapt_norm),
+                      *manifests_key(self._train_csvs()), settings_key(self.hparams.train_channel)]
         return cached_embeddings(path, teacher_id, self.teacher, self._whole_train_loader(), self.device,
                                  "teacher cache")
 

@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
-from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, settings_key,
-                                     skip_cached_audio, whole_utterance_loader)
+from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, manifests_key,
+                                     settings_key, skip_cached_audio, whole_utterance_loader)
 from recipes.evaluation import PredictionCollector, compute_results, mean_f1
-from recipes.experiment import manifest_paths
+from recipes.experiment import pooled_manifest_paths
 from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ class ProfilingBrain(sb.Brain):
     Checkpoints also hold the random state (``RandomState``) and the running loss terms,
     so that a resumed run, from an end-of-epoch or an intra-epoch checkpoint
     (``--ckpt_interval_minutes`` / ``--ckpt_interval_steps``), repeats the uninterrupted one."""
+
+    # False: with a frozen encoder whose embeddings are all cached, training batches need no
+    # audio (a subclass whose training step reads batch.sig, e.g. for a teacher, says True)
+    train_reads_audio = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -109,21 +113,24 @@ class ProfilingBrain(sb.Brain):
         self.frozen_cache = None
         if getattr(self.hparams, "frozen_encoder_cache", False) and is_frozen(self.modules.encoder):
             self.frozen_cache = self._frozen_train_cache()
-            skip_cached_audio(getattr(self, "_train_dataset", None), self.frozen_cache)
+            if not self.train_reads_audio:
+                skip_cached_audio(getattr(self, "_train_dataset", None), self.frozen_cache)
 
-    def _train_csv(self):
-        return manifest_paths({"manifest_folder": self.hparams.manifest_folder})["train"]
+    def _train_csvs(self):
+        """The training manifests: the recipe's corpus, then any pooled corpora."""
+        return pooled_manifest_paths({"manifest_folder": self.hparams.manifest_folder,
+                                      "pooled_manifest_folders": getattr(self.hparams, "pooled_manifest_folders",
+                                                                         None)})["train"]
 
     def _whole_train_loader(self):
         """The training utterances, whole, through the (deterministic) training channel."""
-        return whole_utterance_loader(self._train_csv(), self.hparams)
+        return whole_utterance_loader(self._train_csvs(), self.hparams)
 
     def _frozen_train_cache(self):
         """id -> the frozen encoder's embedding of each whole training utterance (through the
         training channel), made once and kept in <output_folder>/encoder_cache.pt."""
-        train_csv = self._train_csv()
         key = [type(self.modules.encoder).__name__, settings_key(self.modules.compute_features),
-               os.path.abspath(train_csv), os.path.getsize(train_csv), settings_key(self.hparams.train_channel)]
+               *manifests_key(self._train_csvs()), settings_key(self.hparams.train_channel)]
         return cached_embeddings(os.path.join(self.hparams.output_folder, "encoder_cache.pt"), key,
                                  BrainEmbedder(self.modules), self._whole_train_loader(),
                                  self.device, "frozen encoder cache")
