@@ -127,7 +127,7 @@ def cached_speechocean(name, folder, manifest, results):
     from recipes.interface import best_checkpoint
     cache = os.path.join(in_root(results), "speechocean762_scores", f"{name}.json")
     ckpt = best_checkpoint(str(folder)).path.name
-    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT), "version": 2}  # 2: per speaker
+    key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}
     if os.path.isfile(cache):
         with open(cache) as f:
             old = json.load(f)

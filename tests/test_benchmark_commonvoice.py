@@ -180,3 +180,4 @@ def test_speakers_every_row_gets_wrong():
     rows["b"]["adult"]["gender_per_speaker"]["s1"] = [1, 20]
     assert "No adult speaker" in " ".join(bench.contradicted_note(rows))
     assert bench.contradicted_note({"a": rows["a"]}) == []  # one row: nothing to agree on
+    assert bench.contradicted_note({**rows, "old": {"adult": {}}}) == bench.contradicted_note(rows)  # no counts
