@@ -318,10 +318,10 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
               ("" if os.path.isfile(os.path.join(out, "results.json")) else f" ({status(out)})")
               for name, cmd, out, wall in rows]
     if missing:
-        lines += ["", "Without results yet: " + ", ".join(f"{n} ({why})" for n, why in missing) + ". Each CPU "
-                  "training of this recipe takes about an hour on 2 shared cores, so the rows are trained one by "
-                  "one (`python benchmarks/commonvoice.py --train --rows <row>`); the table is rewritten from "
-                  "whatever results.json exists, and only new rows are scored on speechocean762."]
+        lines += ["", "Without results yet: " + ", ".join(f"{n} ({why})" for n, why in missing) + ", left for lack "
+                  "of CPU time (the wall-time column shows what a row costs here). Train one with "
+                  "`python benchmarks/commonvoice.py --train --rows <row>`; the table is rewritten from whatever "
+                  "results.json exists, and only new rows are scored on speechocean762."]
     return lines
 
 
