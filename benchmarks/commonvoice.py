@@ -357,7 +357,8 @@ def main(argv=None):
     baseline = so_manifest = None
     so_scores, so_note, so_base = {}, "", None
     space = label_space_of(None)  # the table's decade groups (a pooled row has its own)
-    tests = [os.path.join(o, "manifests", "test.csv") for _, _, o, _ in rows]  # written before training starts
+    tests = [os.path.join(o, "manifests", "test.csv") for _, c, o, _ in rows  # written before training starts
+             if c[1] != POOLED]  # a pooled row's manifests are in its own label space
     tests = [t for t in tests if os.path.isfile(t)]
     if tests:
         baseline = majority_baseline(tests[0], space)
