@@ -78,10 +78,13 @@ def _includes_first(tree):
         return bool(tag) and tag.startswith(INCLUDE)
 
     keys = list(tree)
-    lead = 0
-    while lead < len(keys) and (keys[lead] == "seed" or str(keys[lead]).startswith("__")):
-        lead += 1
-    order = keys[:lead] + [k for k in keys[lead:] if is_include(tree[k])] + \
+    if "__set_seed" in keys:  # every include after the seeding, wherever the seed keys stand
+        lead = keys.index("__set_seed") + 1
+    else:
+        lead = 0
+        while lead < len(keys) and (keys[lead] == "seed" or str(keys[lead]).startswith("__")):
+            lead += 1
+    order = [k for k in keys[:lead] if not is_include(tree[k])] + [k for k in keys if is_include(tree[k])] + \
         [k for k in keys[lead:] if not is_include(tree[k])]
     out = ruamel.yaml.comments.CommentedMap()
     for key in order:

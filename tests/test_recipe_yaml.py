@@ -102,3 +102,28 @@ def test_training_seed_does_not_move_the_speaker_split():
         assert set(seeds(prep)) == {1234}, path
         moved = load_recipe(path, {**data, "split_seed": 7}, overrides_must_match=False)["prepare_data"]
         assert set(seeds(moved)) == {7}, path
+
+
+def test_model_is_built_after_the_seed_is_set(tmp_path):
+    """Includes move up, but never above ``__set_seed``: the same seed builds the same initial
+    weights in every recipe, a new seed other ones (a key placed between ``seed`` and
+    ``__set_seed`` once let the encoder be built unseeded)."""
+    import torch
+
+    data = {"data_folder": "unused", "input_csv": "unused.csv", "speechocean_folder": "unused"}
+
+    def weights(path, **over):
+        torch.manual_seed(len(over) + int.from_bytes(os.urandom(2), "little"))  # whatever came before
+        hp = load_recipe(path, {**data, **over}, overrides_must_match=False)
+        return torch.cat([p.detach().flatten() for p in hp["encoder"].parameters()])
+
+    for corpus in ("demo.yaml", "commonvoice/train.yaml", "speechocean762/train.yaml", "pooled/train.yaml"):
+        path = os.path.join(ROOT, "hparams", corpus)
+        assert torch.equal(weights(path), weights(path)), corpus
+        assert not torch.equal(weights(path), weights(path, seed=7)), corpus
+    _write(tmp_path / "base.yaml", "seed: 3\nmodel: !include:enc.yaml\nother: 1\n"
+           "__set_seed: !apply:torch.manual_seed [!ref <seed>]\nlast: 2\n")
+    _write(tmp_path / "r.yaml", "extends: base.yaml\nlast: 3\n")
+    _write(tmp_path / "enc.yaml", "w: !new:torch.nn.Linear [2, 2]\n")
+    text = open_recipe(str(tmp_path / "r.yaml")).read()  # an include written above the seeding moves below it
+    assert text.index("other:") < text.index("__set_seed:") < text.index("model:") < text.index("last:")
