@@ -16,6 +16,7 @@ of the test split. Writes benchmarks/mkd_table.md.
 
 import argparse
 import csv
+import io
 import json
 import os
 import platform
@@ -224,11 +225,15 @@ def finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t
     ft = os.path.join(args.results, "ft_corpus")
     os.makedirs(ft, exist_ok=True)
     csv_in = os.path.join(ft, "calls.csv")
-    with open(os.path.join(manifests, "test.csv")) as f, open(csv_in, "w", newline="") as g:
-        w = csv.writer(g)
-        w.writerow(["path", "speaker", "gender", "age", "age_group", "id"])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "speaker", "gender", "age", "age_group", "id"])
+    with open(os.path.join(manifests, "test.csv")) as f:
         for r in csv.DictReader(f):  # manifest paths are relative to the repository root
             w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
+    if not os.path.isfile(csv_in) or open(csv_in).read() != buf.getvalue():  # unchanged: its manifests stay valid
+        with open(csv_in, "w", newline="") as g:
+            g.write(buf.getvalue())
     ft_man = os.path.join(ft, "manifests")
     ratios = (0.4, 0.1, 0.5)
     ft_opts = {"input_csv": csv_in, "csv_ratios": f"[{','.join(map(str, ratios))}]", "manifest_folder": ft_man}
