@@ -231,7 +231,7 @@ def finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t
     with open(os.path.join(manifests, "test.csv")) as f:
         for r in csv.DictReader(f):  # manifest paths are relative to the repository root
             w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
-    if not os.path.isfile(csv_in) or open(csv_in).read() != buf.getvalue():  # unchanged: its manifests stay valid
+    if not os.path.isfile(csv_in) or open(csv_in, newline="").read() != buf.getvalue():  # unchanged: manifests stay
         with open(csv_in, "w", newline="") as g:
             g.write(buf.getvalue())
     ft_man = os.path.join(ft, "manifests")
