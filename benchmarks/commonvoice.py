@@ -156,14 +156,18 @@ def pooled_cv_results(out, space, own=None):
     """Test metrics of a pooled model (its own label space) on the Common Voice part of its pooled
     test, in ``space``: true and predicted sub-groups go to the group of ``space`` holding the
     middle of their bin, super-groups follow; consistency is the model's own heads'."""
+    import torch
+
     from recipes.evaluation import hierarchy_consistency, task_metrics
     own = own or label_space_of(out)  # the pooled model's label space
     cv_ids = {r["ID"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))}
     rows = [r for r in read_csv(os.path.join(out, "predictions_test.csv")) if r["ID"] in cv_ids]
-    sub_map, parent = own.sub_map_to(space), space.parent_index().tolist()
-    sub = {k: [sub_map[own.age_sub.index(r[f"age_sub_{k}"])] for r in rows] for k in ("true", "pred")}
-    arrays = {"gender": {k: [space.gender_index(r[f"gender_{k}"]) for r in rows] for k in ("true", "pred")},
-              "age_sub": sub, "age_sup": {k: [parent[i] for i in v] for k, v in sub.items()}}
+    arrays = {"gender": {}, "age_sup": {}, "age_sub": {}}
+    for k in ("true", "pred"):
+        mapped = own.to_space(space, torch.tensor([own.gender_index(r[f"gender_{k}"]) for r in rows]),
+                              torch.tensor([own.age_sub.index(r[f"age_sub_{k}"]) for r in rows]))
+        for task, idx in zip(("gender", "age_sup", "age_sub"), mapped):
+            arrays[task][k] = idx.tolist()
     sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
     res = {t: task_metrics(arrays[t]["true"], arrays[t]["pred"], sizes[t], ordered=t != "gender") for t in TASKS}
     own_sub = [own.age_sub.index(r["age_sub_pred"]) for r in rows]
@@ -188,12 +192,8 @@ def pct(v):
 
 
 def machine():
-    try:
-        info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        info = ""
-    model = re.search(r"^Model name:\s*(.+)$", info, re.M)
-    return f"{model.group(1).strip() if model else 'unknown CPU'}, {os.cpu_count()} CPU cores, no GPU"
+    from recipes.compression.report import cpu_model
+    return f"{cpu_model()}, {os.cpu_count()} CPU cores, no GPU"
 
 
 def shell(cmd):

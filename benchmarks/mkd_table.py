@@ -67,8 +67,7 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
         adapt_normalizer(model, make_dataloader(adapt, batch_size=16, collate_fn=SkipBadCollate()))
     ds = make_dataset(manifest, space, model.sample_rate, sort=True, channel=hp["test_channel"])
     own = model.label_space.to_dict() == space.to_dict()
-    sub_map = torch.tensor(model.label_space.sub_map_to(space))
-    gender_map = torch.tensor([space.gender_index(g) for g in model.label_space.genders])
+    sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
     col = PredictionCollector()
     for batch in make_dataloader(ds, batch_size=16, collate_fn=SkipBadCollate()):
         probs, _ = model(*batch.sig)
@@ -76,10 +75,8 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
         if own:
             col.append(batch.id, {k: v.log() for k, v in probs.items()}, targets)
             continue
-        sub = sub_map[probs["age_sub"].argmax(-1)]
-        pred = {"gender": gender_map[probs["gender"].argmax(-1)], "age_sub": sub,
-                "age_sup": space.parent_index()[sub]}
-        sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
+        pred = dict(zip(("gender", "age_sup", "age_sub"), model.label_space.to_space(
+            space, probs["gender"].argmax(-1), probs["age_sub"].argmax(-1))))
         col.append(batch.id, {t: torch.nn.functional.one_hot(p, sizes[t]).float() for t, p in pred.items()},
                    targets)
     return compute_results(col, space), sum(p.numel() for p in model.encoder.parameters())
@@ -231,7 +228,11 @@ def finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t
     with open(os.path.join(manifests, "test.csv")) as f:
         for r in csv.DictReader(f):  # manifest paths are relative to the repository root
             w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
-    if not os.path.isfile(csv_in) or open(csv_in, newline="").read() != buf.getvalue():  # unchanged: manifests stay
+    old = None
+    if os.path.isfile(csv_in):
+        with open(csv_in, newline="") as g:
+            old = g.read()
+    if old != buf.getvalue():  # unchanged: its manifests stay valid
         with open(csv_in, "w", newline="") as g:
             g.write(buf.getvalue())
     ft_man = os.path.join(ft, "manifests")

@@ -25,8 +25,8 @@ def is_frozen(module):
 
 
 def whole_utterance_loader(train_csv, hparams):
-    """The training utterances of ``train_csv`` (a manifest or a list: pooled corpora), whole, through the recipe's (deterministic)
-    training channel, batched as evaluation batches."""
+    """The training utterances of ``train_csv`` (a manifest or a list: pooled corpora), whole,
+    through the recipe's (deterministic) training channel, batched as evaluation batches."""
     data = make_dataset(train_csv, hparams.label_space, hparams.sample_rate, sort=True,
                         channel=hparams.train_channel)
     return make_dataloader(data, **hparams.eval_dataloader_opts)

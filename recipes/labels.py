@@ -126,6 +126,13 @@ class LabelSpace:
         from wide bins to narrow ones: teens [0, 18] has its middle at 9, so it goes to child."""
         return [other.sub_index_from_age(sum(self.age_bins[name]) / 2) for name in self.age_sub]
 
+    def to_space(self, other, gender, sub):
+        """(gender, sup, sub) indices in ``other`` of gender and sub-group indices here
+        (LongTensors): gender by name, sub-group by ``sub_map_to``, super-group its parent there."""
+        genders = torch.tensor([other.gender_index(g) for g in self.genders])
+        new_sub = torch.tensor(self.sub_map_to(other))[sub]
+        return genders[gender], other.parent_index()[new_sub], new_sub
+
     def to_dict(self):
         """A plain description, saved with a trained model (inference needs no YAML)."""
         return {

@@ -191,3 +191,8 @@ def test_pooled_groups_map_onto_the_decade_label_space():
     mapped = [decades.age_sub[i] for i in pooled.sub_map_to(decades)]
     assert mapped == ["teens", "teens", "20s", "30s", "40s", "50s", "60+"]
     assert decades.sub_map_to(decades) == list(range(decades.n_sub))
+    sub = torch.tensor([pooled.age_sub.index(g) for g in ("child", "teen", "30s", "60+")])
+    gender, sup, mapped = pooled.to_space(decades, torch.tensor([1, 0, 1, 0]), sub)
+    assert [decades.age_sub[i] for i in mapped] == ["teens", "teens", "30s", "60+"]
+    assert [decades.age_sup[i] for i in sup] == ["young", "young", "middle", "senior"]
+    assert [decades.genders[i] for i in gender] == [pooled.genders[i] for i in (1, 0, 1, 0)]

@@ -34,7 +34,6 @@ from recipes.losses import feature_kd_loss
 from recipes.teacher_folder import resolve_teacher_folder, store_teacher
 
 
-
 class FixedProjection(torch.nn.Module):
     """Non-trainable Conv1D (kernel 1) mapping student features to the teacher's size."""
 
