@@ -42,9 +42,10 @@ LABELS = "hparams/labels/commonvoice_decades.yaml"  # the recipe's label space (
 BALANCED = "--balance_sampling_by=[gender,age_sub]"
 RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
 BASE = "--hierarchical=False"
+WEIGHTED = "--class_weighting=inverse"
 GE2E = "hparams/commonvoice/ge2e.yaml"  # a row whose options start with a YAML trains that recipe
 POOLED = "hparams/pooled/ge2e.yaml"  # trained on Common Voice + speechocean762 (multi-condition)
-# name -> extra train.py options (ECAPA / ResNet CPU teachers, base / +CH, imbalance on / off)
+# name -> extra train.py options (ECAPA / ResNet CPU teachers, base / +CH, balanced sampling or class weights on / off)
 ROWS = {
     "ecapa_cpu_ch_balanced": [BALANCED],
     "ecapa_cpu_ch_plain": [],
@@ -54,10 +55,13 @@ ROWS = {
     "resnet_cpu_ch_plain": [RESNET],
     "resnet_cpu_base_balanced": [RESNET, BASE, BALANCED],
     "resnet_cpu_base_plain": [RESNET, BASE],
+    "ecapa_cpu_ch_weighted": [WEIGHTED],  # class weights in the losses instead of balanced sampling
+    "resnet_cpu_ch_weighted": [RESNET, WEIGHTED],
     # the frozen pretrained GE2E speaker encoder (resemblyzer wheel) with trained heads
     # (with the age-in-years head: the encoder is frozen, so it cannot change the group heads)
     "ge2e_ch_plain": [GE2E, "--age_regression=True"],
     "ge2e_ch_balanced": [GE2E, BALANCED, "--age_regression=True"],
+    "ge2e_ch_weighted": [GE2E, WEIGHTED, "--age_regression=True"],
     # paper 004's MKD teacher setting: pooled clean corpora, telephone channel on half the
     # training clips; its Common Voice rows are the Common Voice part of its pooled test
     "ge2e_pooled_mc": [POOLED, f"--speechocean_folder={SO_DATA}", "--age_regression=True"],
