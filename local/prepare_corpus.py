@@ -39,7 +39,7 @@ def csv_or_corpus(corpus, input_csv=None, csv_ratios=(0.8, 0.1, 0.1), label_spac
     if not input_csv:
         return corpus()
     kw = {**dict(zip(("data_folder", "save_folder"), corpus.args)), **corpus.keywords}
-    return prepare_csv(input_csv, kw["save_folder"], min_duration=kw.get("min_duration", 1.0),
-                       max_duration=kw.get("max_duration", 20.0), ratios=tuple(csv_ratios), seed=kw.get("seed", 1234),
-                       skip_bad=kw.get("skip_bad", False), label_space=label_space or kw.get("label_space"),
-                       speech=kw.get("speech"), sample_rate=kw.get("sample_rate"))
+    shared = {k: kw[k] for k in ("min_duration", "max_duration", "seed", "skip_bad", "speech", "sample_rate")
+              if k in kw}  # an option the corpus does not set keeps prepare_csv's default
+    return prepare_csv(input_csv, kw["save_folder"], ratios=tuple(csv_ratios),
+                       label_space=label_space or kw.get("label_space"), **shared)
