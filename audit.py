@@ -6,12 +6,12 @@
 
 Writes <output_folder>/audit.md (a plain-language summary first), audit.png, audit.json and
 predictions_audit.csv, for the same model:
-1. the per-group error table (recipes/group_errors.py) on the test manifest;
+1. the per-group error table (recipes/evaluation/group_errors.py) on the test manifest;
 2. leakage per layer (recipes/probing, as probe.py): how well gender, age group, language or
    channel and speaker identity are decoded from each named layer and ALL, with the majority
    and random-init baselines and the selectivity;
 3. the neurons that carry gender (Algorithm 1, paper 001) in one layer and what the other
-   tasks lose when they are masked or removed (recipes/audit.py).
+   tasks lose when they are masked or removed (recipes/probing/audit.py).
 """
 
 import csv
@@ -21,10 +21,10 @@ import sys
 
 
 from probe import features, probed_models, split, start
-from recipes.audit import gender_removal, leakage, predict_rows, speaker_leakage, task_data, true_labels
-from recipes.audit_report import write_audit
+from recipes.probing.audit import gender_removal, leakage, predict_rows, speaker_leakage, task_data, true_labels
+from recipes.probing.audit_report import write_audit
 from recipes.data.manifest import ManifestError, read_rows
-from recipes.group_errors import group_errors
+from recipes.evaluation.group_errors import group_errors
 from recipes.probing.tasks import channel_bank, read_manifest
 
 logger = logging.getLogger(__name__)

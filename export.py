@@ -10,7 +10,7 @@ Writes into --out:
   model_int8.pt     --int8: dynamic int8 (Linear + 1x1 convolutions), TorchScript
   model_int8.onnx   --int8: onnxruntime dynamic int8 of model.onnx
   hyperparams.yaml, *.ckpt, custom_interface.py
-                    the SpeechBrain pretrained folder (recipes/interface.py: foreign_class)
+                    the SpeechBrain pretrained folder (recipes/inference/interface.py: foreign_class)
   export.json       inputs/outputs, class names, parity with PyTorch, int8 accuracy change
 Every graph takes wavs (batch, samples) float32 at the model's sample rate and lengths
 (batch,) relative in (0, 1], and returns gender, age_sup, age_sub probabilities and the
@@ -25,10 +25,11 @@ import sys
 
 import torch
 
-from recipes.deploy import (INPUTS, ExportableProfiler, example_input, manifest_accuracy,
+from recipes.inference.deploy import (INPUTS, ExportableProfiler, example_input, manifest_accuracy,
                             max_abs_diff, onnx_session, quantize_int8, quantize_onnx_int8, run_onnx,
                             to_exported_program, to_onnx, to_torchscript)
-from recipes.interface import SpeakerProfilerInterface, export_pretrained
+from recipes.inference.interface import SpeakerProfilerInterface
+from recipes.model_folder import export_pretrained, require_trained
 
 
 def parse_args(argv):
@@ -48,8 +49,7 @@ def parse_args(argv):
 
 def export(args):
     os.makedirs(args.out, exist_ok=True)
-    if not os.path.isfile(os.path.join(args.folder, "inference.yaml")):
-        raise FileNotFoundError(f"{args.folder}/inference.yaml not found: is {args.folder} a train.py output folder?")
+    require_trained(args.folder)
     profiler = SpeakerProfilerInterface.from_folder(args.folder)
     model = ExportableProfiler(profiler.model).eval()
     sr = model.sample_rate

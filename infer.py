@@ -23,7 +23,7 @@ import sys
 
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
-from recipes.interface import TASKS, SpeakerProfilerInterface
+from recipes.inference.interface import TASKS, SpeakerProfilerInterface
 
 
 UNSET = object()  # option not given: the folder's YAML value

@@ -15,7 +15,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from recipes.interface import SpeakerProfilerInterface
+from recipes.inference.interface import SpeakerProfilerInterface
 from recipes.probing.analysis import layerwise, neuron_analysis, sv_analysis
 from recipes.probing.extract import cached_extract, concat_all
 from recipes.probing.report import write_report

@@ -24,7 +24,6 @@ CPU forward time dense vs sparse, F1 per task), results.json (test).
 import json
 import logging
 import os
-import shutil
 import sys
 
 import speechbrain as sb
@@ -32,16 +31,17 @@ import torch
 
 from recipes.brains.pruning import TASK_KEYS, PruningBrain
 from recipes.brains.structured_pruning import StructuredPruningBrain, structured_pruner, write_pruned_inference_yaml
+from recipes.model_folder import copy_inference_yaml
 from recipes.compression.pruning import MagnitudePruner
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency, write_layer_table
 from recipes.compression.sparse import load_sparse_profiler, save_sparse, to_sparse_compute
 from recipes.data.manifest import ManifestError
-from recipes.evaluation import mean_f1, write_predictions, write_results
-from recipes.experiment import build_datasets
-from recipes.inference import ProfilerModel
+from recipes.evaluation.metrics import mean_f1, write_predictions, write_results
+from recipes.data.datasets import build_datasets
+from recipes.inference.model import ProfilerModel
 from recipes.labels import LabelError
-from recipes.options import OptionError, load_checked
-from recipes.recipe_yaml import save_hyperparams
+from recipes.config.options import OptionError, load_checked
+from recipes.config.recipe_yaml import save_hyperparams
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +144,13 @@ def write_report(s, out):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    # the recipe with the blocks it extends (recipes/recipe_yaml.py); unknown keys are errors
+    # the recipe with the blocks it extends (recipes/config/recipe_yaml.py); unknown keys are errors
     hparams = load_checked(hparams_file, overrides)
     model = load_model(hparams)
     out = hparams["output_folder"]
     sb.create_experiment_directory(experiment_directory=out, overrides=overrides)
     save_hyperparams(hparams_file, overrides, out)
-    shutil.copyfile(os.path.join(hparams["model_folder"], "inference.yaml"), os.path.join(out, "inference.yaml"))
+    copy_inference_yaml(hparams["model_folder"], out)
     datasets = build_datasets(hparams)
     structured = hparams["prune_method"] == "structured"  # whole channels: a smaller dense encoder
     if structured:

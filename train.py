@@ -7,7 +7,7 @@
 Running the same command again resumes from the last checkpoint. Outputs in
 <output_folder>: save/ (checkpoints), train_log.txt, results.json, results.md,
 confusion_test.png, inference.yaml (for infer.py), pretrained/ (the SpeechBrain
-pretrained folder of the best checkpoint: recipes/interface.py).
+pretrained folder of the best checkpoint: recipes/inference/interface.py).
 SpeechBrain run options work as usual (--device, --precision=bf16|fp16, --compile, ...).
 """
 
@@ -19,16 +19,15 @@ import torch
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from recipes.evaluation import add_coverage, write_predictions, write_results
+from recipes.evaluation.metrics import add_coverage, write_predictions, write_results
 from recipes.data.manifest import ManifestError, read_rows
-from recipes.experiment import (build_datasets, init_from_folder, loader_kwargs, pooled_manifest_paths,
-                                write_inference_yaml)
-from recipes.group_errors import append_markdown, run_group_errors
-from recipes.interface import export_pretrained
+from recipes.data.datasets import build_datasets, loader_kwargs, pooled_manifest_paths
+from recipes.evaluation.group_errors import append_markdown, run_group_errors
+from recipes.model_folder import export_pretrained, init_from_folder, write_recipe_inference_yaml
 from recipes.labels import LabelError
-from recipes.options import OptionError, load_checked
-from recipes.recipe_yaml import save_hyperparams
-from recipes.run_lock import RunLockError, lock_output_folder
+from recipes.config.options import OptionError, load_checked
+from recipes.config.recipe_yaml import save_hyperparams
+from recipes.config.run_lock import RunLockError, lock_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +35,20 @@ logger = logging.getLogger(__name__)
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
-    # the recipe with the blocks it extends (recipes/recipe_yaml.py); unknown keys are errors
+    # the recipe with the blocks it extends (recipes/config/recipe_yaml.py); unknown keys are errors
     hparams = load_checked(hparams_file, overrides)
     lock = lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
     run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
     out = hparams["output_folder"]
-    run_on_main(write_inference_yaml, args=[hparams_file, overrides, os.path.join(out, "inference.yaml")],
+    run_on_main(write_recipe_inference_yaml, args=[hparams_file, overrides, out],
                 kwargs={"head_input": hparams["head_input"]})
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(hparams)
     loaders = loader_kwargs(hparams, datasets)
-    init_from_folder(hparams)  # fine-tuning from another output folder, if init_from is set
+    resuming = hparams["checkpointer"].find_checkpoint() is not None
+    init_from_folder(hparams["init_from"], {k: hparams[k] for k in ("encoder", "heads", "projector") if k in hparams},
+                     resuming)  # fine-tuning from another output folder, if init_from is set
 
     brain = hparams["brain_class"](
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,

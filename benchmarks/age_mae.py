@@ -6,7 +6,7 @@
         [--row "Common Voice GE2E=<folder>"] [--command "NAME=<train command>"] [--wall "NAME=<time>"] \
         [--out benchmarks/age_mae.md]
 
-Per row, from the folder's results.json (recipes/age_evaluation.py): MAE / RMSE in years on the
+Per row, from the folder's results.json (recipes/evaluation/age.py): MAE / RMSE in years on the
 test split for exact ages, overall, per gender and per age group; the interval error for
 age-group-only labels (distance from the predicted age to the true bin, 0 inside, and the share
 inside); the groups derived from the predicted years beside the group heads. The baseline
@@ -24,15 +24,15 @@ import re
 import sys
 
 import numpy as np
-import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recipes.age import age_interval  # noqa: E402
-from recipes.age_evaluation import error_stats, interval_distance  # noqa: E402
-from recipes.group_errors import read_predictions  # noqa: E402
+from recipes.evaluation.age import error_stats, interval_distance  # noqa: E402
+from recipes.evaluation.group_errors import read_predictions  # noqa: E402
 from recipes.labels import LabelSpace  # noqa: E402
+from recipes.model_folder import label_space_tree  # noqa: E402
 
 MACHINE = "2 CPU cores (AMD EPYC), no GPU"
 REFERENCES = [
@@ -45,26 +45,9 @@ REFERENCES = [
 ]
 
 
-class _TagLoader(yaml.SafeLoader):
-    """Reads a hyperpyyaml file without building its objects: every tag is dropped."""
-
-
-_TagLoader.add_multi_constructor("!", lambda loader, suffix, node: (
-    loader.construct_mapping(node, deep=True) if isinstance(node, yaml.MappingNode)
-    else loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_scalar(node)))
-
-
 def label_space_of(folder):
-    """The LabelSpace saved in the folder's inference.yaml (or hyperparams.yaml)."""
-    for name in ("inference.yaml", "hyperparams.yaml"):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                ls = yaml.load(f, Loader=_TagLoader).get("label_space")
-            if isinstance(ls, dict) and "age_bins" in ls:
-                return LabelSpace(ls["genders"], ls["age_bins"], ls["hierarchy"])
-    raise FileNotFoundError(f"{folder}: no label_space in inference.yaml / hyperparams.yaml")
+    """The LabelSpace saved in a trained or exported folder."""
+    return LabelSpace(**label_space_tree(folder))
 
 
 def read_csv(path):

@@ -9,7 +9,7 @@ and lists the rest as "not run yet". Wall times come from <results>/times.txt (l
 "<row> rc=<code> seconds=<s>", appended by --train or by whoever trained the row).
 
 speechocean762 scoring goes through the public inference class
-(recipes.interface.SpeakerProfilerInterface) on the test manifest that
+(recipes.inference.interface.SpeakerProfilerInterface) on the test manifest that
 local/prepare_speechocean762.py writes (<results>/speechocean762_manifests); the scores of a
 row are cached in <results>/speechocean762_scores/<row>.json with the checkpoint they came
 from, so a re-run scores only new or retrained rows.
@@ -122,7 +122,7 @@ def label_space_of(folder=None):
         from hyperpyyaml import load_hyperpyyaml
         with open(os.path.join(ROOT, LABELS)) as f:
             return load_hyperpyyaml(f)["label_space"]
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
     return ProfilerModel.from_folder(str(folder)).label_space
 
 
@@ -162,7 +162,7 @@ def pooled_cv_results(out, space, own=None):
     middle of their bin, super-groups follow; consistency is the model's own heads'."""
     import torch
 
-    from recipes.evaluation import hierarchy_consistency, task_metrics
+    from recipes.evaluation.metrics import hierarchy_consistency, task_metrics
     own = own or label_space_of(out)  # the pooled model's label space
     cv_ids = {r["ID"] for r in read_csv(os.path.join(out, "manifests", "test.csv"))}
     rows = [r for r in read_csv(os.path.join(out, "predictions_test.csv")) if r["ID"] in cv_ids]
@@ -308,7 +308,7 @@ def build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base=N
               f"Manifest: `{so_manifest}`. Age groups by the speakers' exact ages: adult >= 20, teen 16-19, "
               "child < 16 (Common Voice has no children: the child and teen columns show how far the models "
               "generalise, not a goal). Adult age decade: each adult's exact age mapped onto the model's own "
-              "age-sub bins. Scored through recipes.interface.SpeakerProfilerInterface (windows, speech "
+              "age-sub bins. Scored through recipes.inference.interface.SpeakerProfilerInterface (windows, speech "
               "frames only). " + so_note, "",
               "| row | adult clips / spk | adult gender acc | F1 | teen clips / spk | teen acc | F1 | child clips / "
               "spk | child acc | F1 | adult decade acc | adult decade MACE | goal |", "|---|" + "---|" * 12]

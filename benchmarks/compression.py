@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.compression.sparse import to_sparse_compute  # noqa: E402
-from recipes.interface import SpeakerProfilerInterface  # noqa: E402
+from recipes.inference.interface import SpeakerProfilerInterface  # noqa: E402
 
 TASKS = ("gender", "age_sup", "age_sub")
 SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]

@@ -22,8 +22,8 @@ import speechbrain as sb  # noqa: E402
 import yaml  # noqa: E402
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
-from recipes.experiment import build_datasets  # noqa: E402
-from recipes.recipe_yaml import load_recipe  # noqa: E402
+from recipes.data.datasets import build_datasets  # noqa: E402
+from recipes.config.recipe_yaml import load_recipe  # noqa: E402
 
 
 def load_mkd(pair, overrides):

@@ -34,9 +34,10 @@ from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
-from recipes.recipe_yaml import load_recipe  # noqa: E402
-from recipes.evaluation import PredictionCollector, compute_results  # noqa: E402
-from recipes.interface import SpeakerProfilerInterface  # noqa: E402
+from recipes.config.recipe_yaml import load_recipe  # noqa: E402
+from recipes.evaluation.metrics import PredictionCollector, compute_results  # noqa: E402
+from recipes.inference.interface import SpeakerProfilerInterface  # noqa: E402
+from recipes.model_folder import encoder_class_name  # noqa: E402
 
 VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"concat_teacher": False},
             "no cache": {"teacher_cache": False}, "balanced": {"balance_sampling_by": "[gender,age_sub]"}}
@@ -158,8 +159,7 @@ def main():
     test_csv = os.path.join(manifests, "test.csv")
     t_res, t_params = cached(os.path.join(args.results, f"{args.pair}_teacher_eval.json"),
                              lambda: evaluate_folder(teacher, yaml_path, test_csv), teacher, test_csv)
-    with open(os.path.join(teacher, "inference.yaml")) as f:
-        frozen_ge2e = "GE2EEncoder" in f.read()
+    frozen_ge2e = "GE2EEncoder" in encoder_class_name(teacher)
     t_name = ("teacher (frozen pretrained GE2E encoder + heads trained on the clean train split)"
               if frozen_ge2e else "teacher (clean-trained, +CH)")
     table = [(t_name, "-", t_res, t_params, None)]

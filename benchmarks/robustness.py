@@ -8,7 +8,7 @@ and of -80 dBFS white noise, with two inference rules:
 - ``window floor`` (the previous inference, reproduced here): windows of the whole
   recording, a window used when its RMS level is >= floor_dbfs and >= (loudest window -
   threshold_db);
-- ``speech frames`` (recipes/windows.py, the default): non-speech frames of
+- ``speech frames`` (recipes/inference/windows.py, the default): non-speech frames of
   recipes/data/speech.py dropped, then the speech cut into windows.
 
 "changed" counts the clips whose label differs from the same rule's answer on the clean
@@ -39,8 +39,8 @@ sys.path.insert(0, ROOT)
 from recipes.data.audio import AudioError, load_audio  # noqa: E402
 from recipes.data.pipelines import label_tensors  # noqa: E402
 from recipes.data.speech import SpeechConfig  # noqa: E402
-from recipes.interface import TASKS, SpeakerProfilerInterface  # noqa: E402
-from recipes.windows import window_bounds  # noqa: E402
+from recipes.inference.interface import TASKS, SpeakerProfilerInterface  # noqa: E402
+from recipes.inference.windows import window_bounds  # noqa: E402
 
 MD = os.path.join(ROOT, "benchmarks", "robustness.md")
 CONDITIONS = ("clean", "silence", "noise -60 dBFS", "noise -80 dBFS")

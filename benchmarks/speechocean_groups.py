@@ -3,7 +3,7 @@
 gender accuracy and macro-F1 for adults (>= 20 y), teens (16-19 y) and children (< 16 y), and the
 adults' age-decade accuracy and MACE, their exact ages mapped onto the model's own age-sub bins.
 
-Scoring goes through the public inference class (recipes.interface.SpeakerProfilerInterface:
+Scoring goes through the public inference class (recipes.inference.interface.SpeakerProfilerInterface:
 windows, speech frames only) on the test manifest that local/prepare_speechocean762.py writes.
 Used by benchmarks/commonvoice.py (cached per row and checkpoint); on its own:
 
@@ -51,7 +51,7 @@ def speechocean_manifest(results, so_data=SO_DATA):
 def score_speechocean(folder, manifest, batch_size=16):
     """Scores (``group_scores``) of a trained or exported folder on a speechocean762 manifest,
     through the public inference class, ``batch_size`` files at a time."""
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     prof = SpeakerProfilerInterface.from_folder(str(folder))
     rows, preds = read_csv(manifest), []
@@ -124,7 +124,7 @@ def group_scores(rows, preds, space, manifest):
 
 def cached_speechocean(name, folder, manifest, results):
     """A row's speechocean762 scores, from the cache when it holds the same checkpoint."""
-    from recipes.interface import best_checkpoint
+    from recipes.model_folder import best_checkpoint
     cache = os.path.join(in_root(results), "speechocean762_scores", f"{name}.json")
     ckpt = best_checkpoint(str(folder)).path.name
     key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}

@@ -40,7 +40,7 @@ os.chdir(ROOT)
 import speechbrain as sb  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
-from recipes import deploy  # noqa: E402
+from recipes.inference import deploy  # noqa: E402
 from recipes.compression.report import cpu_model  # noqa: E402
 from speed_models import load_hparams, profiler_for, random_folder, yaml_paths  # noqa: E402
 

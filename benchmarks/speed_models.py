@@ -7,10 +7,10 @@ import torch
 import yaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from recipes.experiment import write_inference_yaml
-from recipes.inference import ProfilerModel
-from recipes.interface import SpeakerProfilerInterface
-from recipes.recipe_yaml import load_recipe
+from recipes.model_folder import write_recipe_inference_yaml
+from recipes.inference.model import ProfilerModel
+from recipes.inference.interface import SpeakerProfilerInterface
+from recipes.config.recipe_yaml import load_recipe
 
 
 def yaml_paths(pair):
@@ -41,7 +41,7 @@ def init_normalizer(hp):
 def random_folder(spec, folder):
     """A train.py-like output folder with random weights (a stand-in teacher for MKD)."""
     os.makedirs(folder, exist_ok=True)
-    write_inference_yaml(spec[0], overrides_text(spec, folder), os.path.join(folder, "inference.yaml"))
+    write_recipe_inference_yaml(spec[0], overrides_text(spec, folder), folder)
     hp = load_hparams(spec, folder)
     init_normalizer(hp)
     Checkpointer(os.path.join(folder, "save"), recoverables={

@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recipes.compression.report import count_params, cpu_model, dense_file_bytes, forward_latency  # noqa: E402
-from recipes.inference import ProfilerModel  # noqa: E402
+from recipes.inference.model import ProfilerModel  # noqa: E402
 
 TASKS = ("gender", "age_sup", "age_sub")
 SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]

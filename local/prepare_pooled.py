@@ -1,5 +1,5 @@
 """Several corpora for one pooled recipe: each preparation writes its own manifest folder
-(the recipe trains on ``manifest_folder`` plus ``pooled_manifest_folders``, recipes/experiment.py).
+(the recipe trains on ``manifest_folder`` plus ``pooled_manifest_folders``, recipes/data/datasets.py).
 
     prepare_data: !name:local.prepare_pooled.prepare_all
         preparations:

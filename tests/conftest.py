@@ -68,7 +68,7 @@ def assert_results_match_predictions(out):
     with open(os.path.join(out, "predictions_test.csv")) as f:
         rows = list(csv.DictReader(f))
     assert rows and res["n_scored"] == len(rows)
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     space = ProfilerModel.from_folder(str(out)).label_space
     classes = {"gender": space.genders, "age_sup": space.age_sup, "age_sub": space.age_sub}

@@ -14,7 +14,7 @@ import torch
 
 from conftest import ROOT, run_train
 from recipes.age import AGE_KEY, age_interval, derived_sub_index
-from recipes.age_evaluation import age_results
+from recipes.evaluation.age import age_results
 from recipes.heads import ProfilingHeads
 from recipes.losses import ProfilingObjective, age_regression_loss, interval_gaussian_nll, interval_l1_loss
 
@@ -161,9 +161,9 @@ def test_demo_run_reports_and_writes_years(age_run):
 
 
 def test_interface_infer_and_export_carry_the_years(age_run, tmp_path):
-    from recipes.deploy import example_input
-    from recipes.inference import ProfilerModel
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.deploy import example_input
+    from recipes.inference.model import ProfilerModel
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     root, out, _ = age_run
     wav = str(sorted((root / "demo" / "wav").iterdir())[0])

@@ -43,7 +43,7 @@ def test_audit_report_sections_and_files(audit_run):
 
 
 def test_audit_numbers_in_range(audit_run, tiny_run):
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     out, model_folder, tmp = audit_run
     rep = json.load(open(out / "audit.json"))
@@ -111,8 +111,8 @@ def test_predict_rows_with_age_years(tmp_path, label_space):
     import soundfile as sf
     import torch
 
-    from recipes.audit import predict_rows
-    from recipes.group_errors import group_errors
+    from recipes.probing.audit import predict_rows
+    from recipes.evaluation.group_errors import group_errors
 
     class Fake(torch.nn.Module):
         sample_rate = 8000

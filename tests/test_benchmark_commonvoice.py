@@ -38,7 +38,7 @@ def fake_manifest(tiny_run, path, gender_of_last=None):
 
 
 def test_speechocean_scores_per_group(tiny_run, tmp_path):
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     _, out = tiny_run
     manifest = tmp_path / "test.csv"
@@ -152,7 +152,7 @@ def test_pooled_row_scores_its_common_voice_part(tmp_path):
     pooled groups mapped onto the decade groups (teen -> teens)."""
     out = tmp_path / "pooled"
     (out / "manifests").mkdir(parents=True)
-    from recipes.recipe_yaml import load_recipe
+    from recipes.config.recipe_yaml import load_recipe
     pooled = load_recipe(os.path.join(ROOT, "hparams", "labels", "pooled_child_adult.yaml"))["label_space"]
     with open(out / "manifests" / "test.csv", "w") as f:
         f.write("ID,spk_id\ncv1,a\ncv2,b\ncv3,c\n")

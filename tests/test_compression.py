@@ -271,7 +271,7 @@ def _prune(work, name, tolerance):
 
 def test_prune_end_to_end_sparse_file_and_resume(work, kd_student):
     from recipes.compression.sparse import load_sparse_profiler
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     _prune(work, "pruned", tolerance=1.0)  # every round accepted
     out = work / "pruned"
@@ -321,8 +321,8 @@ def test_prune_needs_a_trained_folder(tmp_path):
 
 
 def test_lcmr_end_to_end_extracts_a_core_recipe_student(work):
-    from recipes.inference import ProfilerModel
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.model import ProfilerModel
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     run("train.py", "hparams/demo_lcmr.yaml", f"--output_folder={work}/lcmr", *_common(work),
         "--replacing_epochs=1", "--finetune_epochs=1", "--scheduler=linear", "--p0=0.5", *TINY)

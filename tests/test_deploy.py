@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT
 from recipes.data.audio import load_audio
 from recipes.data.speech import keep_speech
-from recipes.windows import speech_windows, window_bounds
+from recipes.inference.windows import speech_windows, window_bounds
 
 
 def demo_wav(root):
@@ -36,8 +36,8 @@ def test_windows_cover_and_silence_thresholds():
 
 
 def test_interface_batch_resample_silence(tiny_run):
-    from recipes.inference import ProfilerModel
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.model import ProfilerModel
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     root, out = tiny_run
     profiler = SpeakerProfilerInterface.from_folder(str(out), overrides={"window_seconds": 2.0, "hop_seconds": 1.0})
@@ -71,7 +71,8 @@ def test_interface_batch_resample_silence(tiny_run):
 def test_foreign_class_loads_the_pretrained_folder(tiny_run):
     from speechbrain.inference.interfaces import foreign_class
 
-    from recipes.interface import SpeakerProfilerInterface, exported_checkpoint
+    from recipes.inference.interface import SpeakerProfilerInterface
+    from recipes.model_folder import exported_checkpoint
 
     root, out = tiny_run
     pre = out / "pretrained"  # written by train.py
@@ -114,7 +115,7 @@ def test_age_pair_respects_the_hierarchy(tiny_run):
     """An age-sup head that contradicts the age-sub head: the reported pair is the best
     consistent one, the raw argmaxes stay in the dict, and the table says so."""
     from infer import table_row
-    from recipes.interface import SpeakerProfilerInterface, consistent_age_pair
+    from recipes.inference.interface import SpeakerProfilerInterface, consistent_age_pair
 
     parent = torch.tensor([0, 0, 1, 1])  # sub -> sup
     assert consistent_age_pair(torch.tensor([0.6, 0.4]), torch.tensor([0.1, 0.1, 0.7, 0.1]), parent) == (1, 2)
@@ -142,8 +143,8 @@ def test_age_pair_respects_the_hierarchy(tiny_run):
 def test_random_init_twin_keeps_the_feature_statistics(tiny_run):
     """The probing control: same architecture and normaliser, fresh weights, the same draw as
     instantiating the folder's YAML once after seeding."""
-    from recipes.inference import ProfilerModel
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.model import ProfilerModel
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     root, out = tiny_run
     trained = SpeakerProfilerInterface.from_folder(str(out)).model
@@ -161,8 +162,8 @@ def test_random_init_twin_keeps_the_feature_statistics(tiny_run):
 def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
     import onnxruntime
 
-    from recipes.deploy import example_input
-    from recipes.inference import ProfilerModel
+    from recipes.inference.deploy import example_input
+    from recipes.inference.model import ProfilerModel
 
     root, out = tiny_run
     exp = tmp_path / "exported"
@@ -192,5 +193,5 @@ def test_export_torchscript_onnx_int8(tiny_run, tmp_path):
         for p in q[:3]:
             assert torch.isfinite(p).all() and torch.allclose(p.sum(-1), torch.ones(4), atol=1e-4)
     # the export folder is also a SpeechBrain pretrained folder
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
     assert SpeakerProfilerInterface.from_folder(str(exp)).classify_file(demo_wav(root))["gender"]["label"] in ("f", "m")

@@ -47,7 +47,7 @@ def test_resnet_pooling_ignores_padding():
 
 def test_swap_encoder_by_include():
     """The encoder is one key: --model=!include:encoders/<name>.yaml (a YAML override)."""
-    from recipes.recipe_yaml import load_recipe
+    from recipes.config.recipe_yaml import load_recipe
     assert not isinstance(load_recipe("hparams/demo.yaml")["encoder"], ResNetEncoder)
     hp = load_recipe("hparams/demo.yaml", "model: !include:encoders/resnet_tiny.yaml\n")
     assert isinstance(hp["encoder"], ResNetEncoder)

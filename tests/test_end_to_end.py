@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import assert_results_match_predictions
-from recipes.recipe_yaml import open_recipe
+from recipes.config.recipe_yaml import open_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +99,7 @@ def test_mkd_teacher_frozen_and_student_learns(run_dir):
     from hyperpyyaml import load_hyperpyyaml
 
     from recipes.brains.mkd import MKDBrain
-    from recipes.experiment import build_datasets
+    from recipes.data.datasets import build_datasets
     from speechbrain.dataio.dataloader import make_dataloader
 
     overrides = {"output_folder": str(run_dir / "mkd_unit"), "teacher_folder": str(run_dir / "out"),
@@ -135,7 +135,7 @@ def test_mkd_teacher_cache_is_whole_utterance_embedding(run_dir):
     import speechbrain as sb
     from recipes.brains.mkd import MKDBrain
     from recipes.data.pipelines import make_dataset
-    from recipes.experiment import build_datasets
+    from recipes.data.datasets import build_datasets
     from speechbrain.dataio.dataloader import make_dataloader
 
     overrides = {"output_folder": str(run_dir / "mkd_cache"), "teacher_folder": str(run_dir / "out"),
@@ -179,7 +179,7 @@ def test_mkd_teacher_adapt_norm(run_dir):
 
     from recipes.brains.mkd import MKDBrain
     from recipes.data.pipelines import make_dataset
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     out = run_dir / "mkd_adapt"
     overrides = {"output_folder": str(out), "teacher_folder": str(run_dir / "out"),
@@ -215,7 +215,7 @@ def test_mkd_end_to_end(run_dir):
         assert "train loss_kd" in f.read()
     assert_results_match_predictions(run_dir / "mkd")
     # the student keeps a copy of its teacher; the heads' input size was read from the teacher
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     student = ProfilerModel.from_folder(str(run_dir / "mkd"))
     teacher = ProfilerModel.from_folder(str(run_dir / "out"))

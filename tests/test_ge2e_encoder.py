@@ -114,7 +114,7 @@ def test_demo_training_trains_heads_only_and_loads(tmp_path):
     # once every training utterance is cached, training batches stop reading audio (not otherwise)
     skipped = "training batches read ids and labels only" in res.stdout + res.stderr
     assert skipped == (len(cache) == n_train), (len(cache), n_train)
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     prof = SpeakerProfilerInterface.from_folder(str(out))
     pretrained = GE2EEncoder()
@@ -123,7 +123,7 @@ def test_demo_training_trains_heads_only_and_loads(tmp_path):
     wav = sorted((data / "wav").glob("*.wav"))[0]
     result = prof.classify_file(str(wav))
     assert result["gender"]["label"] in ("f", "m")
-    from recipes.deploy import ExportableProfiler
+    from recipes.inference.deploy import ExportableProfiler
 
     with pytest.raises(ValueError, match="cannot be exported"):  # a trace would freeze the partials
         ExportableProfiler(prof.model)

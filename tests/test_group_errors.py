@@ -1,11 +1,11 @@
-"""Per-group error table (recipes/group_errors.py): hand-computed accuracies, age MAE with
+"""Per-group error table (recipes/evaluation/group_errors.py): hand-computed accuracies, age MAE with
 point and interval labels, masked labels, largest gaps, and its place in train.py's results."""
 
 import json
 
 import pytest
 
-from recipes.group_errors import age_error, group_errors, group_markdown
+from recipes.evaluation.group_errors import age_error, group_errors, group_markdown
 
 MANIFEST = [
     {"ID": "a", "gender": "f", "age": "25", "age_group": "", "language": "en", "channel": ""},

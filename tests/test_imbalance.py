@@ -98,7 +98,7 @@ def test_balanced_sampler_draws_cells_uniformly(label_space, by):
 
 
 def test_balanced_sampler_options(label_space):
-    from recipes.experiment import loader_kwargs
+    from recipes.data.datasets import loader_kwargs
 
     data = toy_dataset(toy_rows())
     with pytest.raises(ValueError, match="unknown head"):

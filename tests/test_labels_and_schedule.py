@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from recipes.labels import LabelError, LabelSpace
-from recipes.recipe_yaml import load_recipe
+from recipes.config.recipe_yaml import load_recipe
 from recipes.schedulers import step_to_epoch
 
 

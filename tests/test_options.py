@@ -9,8 +9,8 @@ import sys
 import pytest
 import ruamel.yaml
 
-from recipes.options import OPTIONAL, READ, OptionError, check_options, load_checked, run_option_keys
-from recipes.recipe_yaml import open_recipe
+from recipes.config.options import OPTIONAL, READ, OptionError, check_options, load_checked, run_option_keys
+from recipes.config.recipe_yaml import open_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_RECIPES = ("encoders", "labels", "probe", "blocks", "audit", "interface.yaml")
@@ -77,4 +77,4 @@ def test_every_key_the_code_reads_is_declared():
             for key in (k for m in pattern.finditer(f.read()) for k in m.groups() if k):
                 if key not in declared and key not in not_keys:
                     missing.add((os.path.relpath(path, ROOT), key))
-    assert not missing, f"keys read by the code but not declared in recipes/options.py: {sorted(missing)}"
+    assert not missing, f"keys read by the code but not declared in recipes/config/options.py: {sorted(missing)}"

@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 from recipes.data.manifest import ManifestError, validate_manifest
 from recipes.data.pipelines import MISSING, label_tensors, make_dataset
-from recipes.evaluation import PredictionCollector, compute_results
+from recipes.evaluation.metrics import PredictionCollector, compute_results
 from recipes.losses import ProfilingObjective, asymmetric_loss, cross_entropy, dependency_loss
 
 COLS = ["ID", "wav", "duration", "spk_id", "gender", "age", "age_group"]
@@ -101,7 +101,7 @@ def write_corpus(folder, name, gender=True, age=True):
 
 
 def test_pooled_datasets_from_two_manifests(tmp_path, label_space):
-    from recipes.experiment import build_datasets
+    from recipes.data.datasets import build_datasets
 
     a = write_corpus(tmp_path / "a", "a")
     b = write_corpus(tmp_path / "b", "b", gender=False)  # a corpus without gender labels
@@ -184,7 +184,7 @@ def test_pooled_balanced_weighted_training_end_to_end(tmp_path):
 def test_pooled_groups_map_onto_the_decade_label_space():
     """A pooled model (child / teen / decades) is scored in the Common Voice decade space: each
     sub-group goes to the group holding the middle of its bin."""
-    from recipes.recipe_yaml import load_recipe
+    from recipes.config.recipe_yaml import load_recipe
 
     pooled = load_recipe(os.path.join(ROOT, "hparams", "labels", "pooled_child_adult.yaml"))["label_space"]
     decades = load_recipe(os.path.join(ROOT, "hparams", "labels", "commonvoice_decades.yaml"))["label_space"]

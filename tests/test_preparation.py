@@ -236,7 +236,7 @@ def test_common_voice_recipe_takes_an_in_house_csv(tmp_path):
     """hparams/commonvoice/train.yaml --input_csv=...: local/prepare_csv.py in the recipe's
     decade label space, its ratios, split seed and speech decision; the Common Voice folder is
     not read."""
-    from recipes.recipe_yaml import load_recipe
+    from recipes.config.recipe_yaml import load_recipe
 
     src = input_csv(tmp_path, n_spk=10)  # ages 20..56 -> 20s..50s
     hp = load_recipe(os.path.join(os.path.dirname(LABELS), "..", "commonvoice", "train.yaml"),

@@ -85,7 +85,7 @@ def test_hooks_give_one_vector_per_named_layer(encoder, label_space):
     from hyperpyyaml import load_hyperpyyaml
 
     from recipes.heads import ProfilingHeads
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
     from speechbrain.lobes.features import Fbank
     from speechbrain.processing.features import InputNormalization
 

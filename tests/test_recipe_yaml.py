@@ -1,11 +1,11 @@
-"""Recipe YAMLs on shared blocks (recipes/recipe_yaml.py): merge order, overrides, includes."""
+"""Recipe YAMLs on shared blocks (recipes/config/recipe_yaml.py): merge order, overrides, includes."""
 
 import glob
 import os
 
 import pytest
 
-from recipes.recipe_yaml import load_recipe, open_recipe
+from recipes.config.recipe_yaml import load_recipe, open_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS_RECIPES = ["speechocean762", "callcenter"]

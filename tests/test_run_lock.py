@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from recipes.run_lock import LOCK_NAME, RunLock, RunLockError, lock_output_folder, process_start
+from recipes.config.run_lock import LOCK_NAME, RunLock, RunLockError, lock_output_folder, process_start
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_other_host_refused(tmp_path):
 def test_stale_lock_taken_over(tmp_path, caplog):
     pid = dead_pid()
     write_lock(tmp_path, pid)
-    with caplog.at_level(logging.WARNING, logger="recipes.run_lock"):
+    with caplog.at_level(logging.WARNING, logger="recipes.config.run_lock"):
         lock = RunLock(tmp_path).acquire()
     assert "stale lock" in caplog.text and str(pid) in caplog.text
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()

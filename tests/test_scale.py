@@ -10,7 +10,7 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from recipes.recipe_yaml import open_recipe
+from recipes.config.recipe_yaml import open_recipe
 
 from conftest import ROOT, assert_results_match_predictions, free_port, run_train
 
@@ -23,7 +23,7 @@ def demo_hparams(root, out, **overrides):
 
 
 def assert_trained(out, epochs=1):
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     ckpts = [d for d in os.listdir(out / "save") if d.startswith("CKPT+")]
     assert len(ckpts) == 1 and not (out / "save" / ".staging").exists()
@@ -74,7 +74,7 @@ def test_torchrun_rank_with_an_all_bad_batch_does_not_hang(tiny_run, tmp_path):
 
 
 def test_dynamic_batch_sampler_batches(tiny_run, tmp_path):
-    from recipes.experiment import build_datasets, loader_kwargs
+    from recipes.data.datasets import build_datasets, loader_kwargs
 
     root, _ = tiny_run
     hp = demo_hparams(root, tmp_path / "dyn", dynamic_batching=True, max_batch_seconds=9.0)
@@ -102,7 +102,7 @@ def test_dynamic_batching_train_run(tiny_run, tmp_path):
 
 
 def test_shards_give_the_file_examples_and_train(tiny_run, tmp_path):
-    from recipes.experiment import build_datasets
+    from recipes.data.datasets import build_datasets
 
     root, out = tiny_run
     files = build_datasets(demo_hparams(root, tmp_path / "f", crop_seconds=None))

@@ -68,7 +68,7 @@ def demo_clips(root, n=4):
 
 
 def test_padding_with_silence_or_low_noise_keeps_the_answer(tiny_run):
-    from recipes.interface import SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     root, out = tiny_run
     profiler = SpeakerProfilerInterface.from_folder(str(out))
@@ -118,7 +118,7 @@ def test_inference_reads_the_training_speech_thresholds(tiny_run, tmp_path):
     replaces interface.yaml's default; a command-line override changes one threshold."""
     import shutil
 
-    from recipes.interface import SPEECH_BLOCK, SpeakerProfilerInterface
+    from recipes.inference.interface import SPEECH_BLOCK, SpeakerProfilerInterface
 
     root, out = tiny_run
     with open(out / "pretrained" / "hyperparams.yaml") as f:  # train.py's export: one speech block
@@ -165,7 +165,7 @@ def test_shard_crops_are_the_file_crops_and_hold_speech(label_space):
 def test_folder_exported_before_the_speech_options_loads_with_them(tiny_run, tmp_path):
     import shutil
 
-    from recipes.interface import SPEECH_BLOCK, SpeakerProfilerInterface
+    from recipes.inference.interface import SPEECH_BLOCK, SpeakerProfilerInterface
 
     _, out = tiny_run
     old = tmp_path / "exported"

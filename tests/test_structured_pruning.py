@@ -126,9 +126,9 @@ def _rounds(out):
 
 
 def test_prune_structured_rounds_resume_load_and_export(tiny_run, tmp_path):
-    from recipes.deploy import (ExportableProfiler, example_input, max_abs_diff, onnx_session, run_onnx, to_onnx,
+    from recipes.inference.deploy import (ExportableProfiler, example_input, max_abs_diff, onnx_session, run_onnx, to_onnx,
                                 to_torchscript)
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     _, model_folder = tiny_run
     out = tmp_path / "structured"
@@ -163,7 +163,7 @@ def test_prune_structured_rounds_resume_load_and_export(tiny_run, tmp_path):
 
 
 def test_prune_structured_probe_stop_keeps_the_unpruned_model(tiny_run, tmp_path):
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     _, model_folder = tiny_run
     out = tmp_path / "strict"
@@ -183,7 +183,7 @@ def test_prune_structured_killed_mid_round_resumes_at_the_pruned_widths(tiny_run
     import re
     import signal
 
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
 
     _, model_folder = tiny_run
     out = tmp_path / "killed"

@@ -139,7 +139,7 @@ def test_prepare_timit_bad_input(tmp_path):
 
 
 def test_timit_recipe_yaml_loads(tmp_path):
-    from recipes.recipe_yaml import load_recipe
+    from recipes.config.recipe_yaml import load_recipe
 
     data = make_timit(tmp_path / "data")
     hp = load_recipe(os.path.join(ROOT, "hparams", "timit", "train.yaml"),

@@ -21,7 +21,6 @@
 
 import logging
 import os
-import shutil
 
 import speechbrain as sb
 import torch
@@ -30,8 +29,9 @@ from speechbrain.utils.distributed import if_main_process
 from recipes.brains.teacher import check_same_labels
 from recipes.brains.profiling import ProfilingBrain
 from recipes.checkpoint import AtomicCheckpointer
-from recipes.evaluation import write_results
-from recipes.inference import ProfilerModel
+from recipes.evaluation.metrics import write_results
+from recipes.inference.model import ProfilerModel
+from recipes.model_folder import copy_inference_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,6 @@ class LCMRBrain(ProfilingBrain):
         saver.save_and_keep_only(meta=meta, num_to_keep=1, keep_recent=True, importance_keys=[])
         # inference.yaml of this run already describes the student (encoder / heads keys)
         if if_main_process():
-            shutil.copyfile(os.path.join(hp.output_folder, "inference.yaml"), os.path.join(dest, "inference.yaml"))
+            copy_inference_yaml(hp.output_folder, dest)
         logger.info("student extracted from %s into %s", ckpt.path, dest)
         return dest

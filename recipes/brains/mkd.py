@@ -29,9 +29,8 @@ from recipes.adaptation import adapt_normalizer
 from recipes.brains.profiling import ProfilingBrain
 from recipes.brains.teacher import frozen_teacher
 from recipes.embedding_cache import cached_batch, cached_embeddings, manifests_key, settings_key
-from recipes.inference import TEACHER_NORM, load_normalizer, save_normalizer
 from recipes.losses import feature_kd_loss
-from recipes.teacher_folder import resolve_teacher_folder, store_teacher
+from recipes.model_folder import TEACHER_NORM, load_normalizer, resolve_teacher_folder, save_normalizer, store_teacher
 
 
 class FixedProjection(torch.nn.Module):

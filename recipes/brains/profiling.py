@@ -20,8 +20,8 @@ from recipes.age import AGE_KEY
 from recipes.checkpoint import RandomState
 from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, manifests_key,
                                      settings_key, skip_cached_audio, whole_utterance_loader)
-from recipes.evaluation import PredictionCollector, compute_results, mean_f1
-from recipes.experiment import pooled_manifest_paths
+from recipes.evaluation.metrics import PredictionCollector, compute_results, mean_f1
+from recipes.data.datasets import pooled_manifest_paths
 from recipes.schedulers import step_to_epoch
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ stop rule's return to the last good round, rebuild the encoder at that round's w
 """
 
 import logging
-import os
 
 import speechbrain as sb
 import torch
@@ -19,7 +18,8 @@ from speechbrain.dataio.dataloader import make_dataloader
 from recipes.brains.profiling import ProfilingBrain
 from recipes.brains.pruning import PruningBrain
 from recipes.compression.probe_importance import ProbeImportance
-from recipes.compression.structured import StructuredPruner, pruned_inference_yaml
+from recipes.compression.structured import StructuredPruner, pruned_encoder_entry
+from recipes.model_folder import copy_inference_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,9 @@ def structured_pruner(model, hparams):
 
 def write_pruned_inference_yaml(model_folder, output_folder, pruner):
     """<output_folder>/inference.yaml: the model's, with the encoder at the pruned shapes."""
-    with open(os.path.join(model_folder, "inference.yaml")) as f:
-        text = pruned_inference_yaml(f.read(), pruner.shapes())
-    path = os.path.join(output_folder, "inference.yaml")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    shapes = pruner.shapes()
+    copy_inference_yaml(model_folder, output_folder, edit=lambda tree: pruned_encoder_entry(tree, shapes),
+                        note="prune.py (structured: the encoder at the pruned widths)")
 
 
 class StructuredPruningBrain(PruningBrain):

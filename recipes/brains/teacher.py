@@ -1,6 +1,6 @@
 """Loading a trained core-recipe folder as a frozen teacher (MKD, logit KD, LCMR)."""
 
-from recipes.inference import ProfilerModel
+from recipes.inference.model import ProfilerModel
 
 
 def check_same_labels(student_space, teacher_space, teacher_folder):

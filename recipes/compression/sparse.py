@@ -17,9 +17,9 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from hyperpyyaml import load_hyperpyyaml
 
-from recipes.inference import ProfilerModel
+from recipes.inference.model import ProfilerModel
+from recipes.model_folder import load_inference_hparams, require_trained
 
 FORMAT = "profiling-sparse-csr-v1"
 
@@ -93,12 +93,10 @@ def load_sparse_profiler(folder, path=None, device="cpu"):
     """A dense ProfilerModel: the architecture from <folder>/inference.yaml, every weight
     and the feature statistics from the sparse file (default <folder>/pruned_model.pt)."""
     path = path or os.path.join(folder, "pruned_model.pt")
-    yaml_path = os.path.join(folder, "inference.yaml")
-    for p in (yaml_path, path):
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"{p} not found: is {folder} a prune.py output folder?")
-    with open(yaml_path) as f:
-        model = ProfilerModel(load_hyperpyyaml(f))
+    require_trained(folder, "a prune.py output folder")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: is {folder} a prune.py output folder?")
+    model = ProfilerModel(load_inference_hparams(folder))
     state = load_sparse_state(path)
     model.encoder.load_state_dict(state["encoder"])
     model.heads.load_state_dict(state["heads"])

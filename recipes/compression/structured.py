@@ -37,12 +37,13 @@ and the pruned folder's inference.yaml builds the encoder with ``reshaped``, so 
 import contextlib
 import copy
 import logging
-import re
 
 import torch
 import torch_pruning as tp
 from speechbrain.lobes.models.ECAPA_TDNN import Res2NetBlock
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+
+from recipes.model_folder import tagged
 
 logger = logging.getLogger(__name__)
 LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
@@ -200,16 +201,18 @@ def reshaped(encoder, shapes):
     return encoder
 
 
-def pruned_inference_yaml(text, shapes):
-    """The model folder's inference.yaml with the encoder rebuilt at the pruned shapes."""
-    if not re.search(r"^encoder:", text, flags=re.M):
+def pruned_encoder_entry(tree, shapes):
+    """A trained folder's inference.yaml (a ruamel mapping, recipes/model_folder.py) with the
+    encoder rebuilt at the pruned shapes: ``encoder_unpruned`` is the model's encoder entry,
+    ``encoder`` applies ``reshaped`` to it."""
+    if "encoder" not in tree:
         raise ValueError("inference.yaml has no top-level 'encoder:' entry to rebuild")
-    text = re.sub(r"^encoder:", "encoder_unpruned:", text, count=1, flags=re.M)
-    rows = "".join(f"\n        {n}: {list(s)}" for n, s in shapes.items())
-    return (text.rstrip("\n") + "\n\n# structured pruning: the encoder above with these tensors resized"
-            " (recipes.compression.structured.reshaped); weights: save/CKPT+*\n"
-            "encoder: !apply:recipes.compression.structured.reshaped\n"
-            "    encoder: !ref <encoder_unpruned>\n    shapes:" + (rows if rows else " {}") + "\n")
+    out = type(tree)()
+    for key, value in tree.items():
+        out["encoder_unpruned" if key == "encoder" else key] = value
+    out["encoder"] = tagged("!apply:recipes.compression.structured.reshaped", {
+        "encoder": tagged("!ref", "<encoder_unpruned>"), "shapes": {n: list(s) for n, s in shapes.items()}})
+    return out
 
 
 @register_checkpoint_hooks

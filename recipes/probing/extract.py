@@ -45,7 +45,7 @@ def probe_layers(model):
 
 @torch.no_grad()
 def extract(model, batches, pooling="mean"):
-    """Run ``model`` (a recipes.inference.ProfilerModel, e.g. SpeakerProfilerInterface.model) over batches of (ids, wavs, lens).
+    """Run ``model`` (a recipes.inference.model.ProfilerModel, e.g. SpeakerProfilerInterface.model) over batches of (ids, wavs, lens).
 
     Returns (ids, {layer: np.ndarray (N, D)}), layers in network order.
     """

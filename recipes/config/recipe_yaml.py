@@ -50,9 +50,9 @@ def open_recipe(path):
 
 def load_recipe(path, overrides=None, **kwargs):
     """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text),
-    with the optional keys it leaves out at their declared default (recipes/options.py; the
-    strict key check is ``recipes.options.load_checked``, used by the entry scripts)."""
-    from recipes.options import with_defaults
+    with the optional keys it leaves out at their declared default (recipes/config/options.py; the
+    strict key check is ``recipes.config.options.load_checked``, used by the entry scripts)."""
+    from recipes.config.options import with_defaults
 
     with open_recipe(path) as f:
         return with_defaults(load_hyperpyyaml(f, overrides, **kwargs))
@@ -105,7 +105,7 @@ def _merged(path, main_dir, chain):
         raise ValueError(f"{path}: a recipe YAML must be a mapping of keys")
     here = os.path.dirname(real)
     _rebase_includes(tree, here, main_dir)
-    _drop_comments(tree)
+    drop_comments(tree)
     bases = tree.pop(EXTENDS, None) or []
     if isinstance(bases, str):
         bases = [bases]
@@ -136,7 +136,7 @@ def _rebase_includes(node, here, main_dir):
             _rebase_includes(child, here, main_dir)
 
 
-def _drop_comments(node):
+def drop_comments(node):
     """Remove ruamel's comment records: a comment moved by the merge can land between a
     sequence key and its tagged items, where a second round trip loses the tag."""
     ca = getattr(node, "ca", None)
@@ -147,4 +147,4 @@ def _drop_comments(node):
             ca.end = None
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     for child in children:
-        _drop_comments(child)
+        drop_comments(child)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from recipes.group_errors import METRICS, gap_sentence, group_markdown
+from recipes.evaluation.group_errors import METRICS, gap_sentence, group_markdown
 from recipes.probing.report import pm
 
 GROUPING = "gender x age group"

@@ -1,7 +1,7 @@
 """Per-group error table: for whom does the profiler fail?
 
 From the test manifest rows and the per-utterance predictions (predictions_test.csv,
-recipes/evaluation.py ``write_predictions``), one table per grouping: gender x age group
+recipes/evaluation/metrics.py ``write_predictions``), one table per grouping: gender x age group
 always, language and channel when the manifest has more than one value in that column.
 Each group row: count, gender accuracy, age-group (sub-group) accuracy, age-super-group
 accuracy and, when the predictions have an ``age_pred`` column (years), the age MAE: the

@@ -2,38 +2,19 @@
 
 ``ProfilerModel`` is a ``torch.nn.Module`` mapping waveforms to (probabilities per task,
 embeddings). It is NOT the inference API: to profile recordings (labels, windows, silence,
-any sample rate) use ``recipes.interface.SpeakerProfilerInterface``, whose ``model`` is this
+any sample rate) use ``recipes.inference.interface.SpeakerProfilerInterface``, whose ``model`` is this
 module. Training code loads it directly from a train.py output folder (frozen teachers of
 MKD / logit KD / LCMR, pruning, the random-init control of probing):
 
-    from recipes.inference import ProfilerModel
+    from recipes.inference.model import ProfilerModel
     model = ProfilerModel.from_folder("results/demo/1234")      # best checkpoint, eval mode
     probs, emb = model(wavs, lengths)  # probs: {"gender": (batch, 2), "age_sup": ..., "age_sub": ...}
     # with the age head also probs["age_years"]: (batch, 1) years, or (batch, 2) years and sigma
 """
 
-import os
-import re
-
 import torch
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.checkpoints import Checkpointer
 
-from recipes.teacher_folder import resolve_teacher_folder
-
-# an MKD student's copy of its teacher's feature statistics, when re-estimated on its domain
-TEACHER_NORM = "teacher_norm.pt"
-
-
-def save_normalizer(norm, path):
-    """Global mean/std of an InputNormalization, written atomically."""
-    torch.save({"glob_mean": norm.glob_mean.cpu(), "glob_std": norm.glob_std.cpu()}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_normalizer(norm, path, device="cpu"):
-    stats = torch.load(path)
-    norm.glob_mean, norm.glob_std = stats["glob_mean"].to(device), stats["glob_std"].to(device)
+from recipes.model_folder import load_inference_hparams, load_normalizer, recover_best, teacher_norm_path
 
 
 class ProfilerModel(torch.nn.Module):
@@ -56,28 +37,15 @@ class ProfilerModel(torch.nn.Module):
     def from_folder(cls, folder, device="cpu", random_init=False):
         """random_init: the same architecture with fresh random weights (a probing control);
         only the feature normaliser's statistics are loaded."""
-        yaml_path = os.path.join(folder, "inference.yaml")
-        if not os.path.isfile(yaml_path):
-            raise FileNotFoundError(f"{yaml_path} not found: is {folder} a train.py output folder?")
-        with open(yaml_path) as f:
-            text = f.read()
-        teacher = re.search(r"^teacher_folder: (.+)$", text, re.M)
-        overrides = {}
-        if teacher and teacher.group(1).strip() not in ("null", "None"):  # an MKD student's teacher
-            overrides["teacher_folder"] = resolve_teacher_folder(teacher.group(1).strip(), folder)
-        hparams = load_hyperpyyaml(text, overrides)
-        model = cls(hparams)
+        model = cls(load_inference_hparams(folder))
         recoverables = {"normalizer": model.mean_var_norm}
         if random_init:  # a pretrained encoder is built with its weights: replace them
             model.encoder.load_state_dict(model.encoder.random_state_dict())
         else:
             recoverables.update(encoder=model.encoder, heads=model.heads)
-        ckpt = Checkpointer(os.path.join(folder, "save"), recoverables=recoverables, allow_partial_load=True)
-        if ckpt.recover_if_possible(max_key="mean_f1") is None:
-            raise FileNotFoundError(f"no checkpoint in {folder}/save")
-        teacher_norm = os.path.join(folder, TEACHER_NORM)
-        if model.teacher is not None and os.path.isfile(teacher_norm):
-            load_normalizer(model.teacher.mean_var_norm, teacher_norm)
+        recover_best(folder, recoverables)
+        if model.teacher is not None and teacher_norm_path(folder):
+            load_normalizer(model.teacher.mean_var_norm, teacher_norm_path(folder))
         return model.to(device).eval()
 
     @torch.no_grad()

@@ -2,7 +2,7 @@
 class error (MACE) of the ordered age groups, confusion matrices, hierarchy consistency,
 results.json, a readable table and a PNG plot. A target of -1 (a label the utterance's
 corpus does not have) is left out of that task's scores. With the age head, its MAE / RMSE
-tables and derived groups (recipes/age_evaluation.py) join them."""
+tables and derived groups (recipes/evaluation/age.py) join them."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from recipes.age import AGE_KEY, derived_sub_index, split_age_output
-from recipes.age_evaluation import age_results, age_table
+from recipes.evaluation.age import age_results, age_table
 
 TASKS = ("gender", "age_sup", "age_sub")
 AGE_TASKS = ("age_sup", "age_sub")  # ordered groups (label-space order): MACE is defined

@@ -128,7 +128,7 @@ def load_checked(hparams_file, overrides=None):
     out get their default."""
     from hyperpyyaml import load_hyperpyyaml
 
-    from recipes.recipe_yaml import open_recipe
+    from recipes.config.recipe_yaml import open_recipe
 
     with open(hparams_file) as f:
         own = ruamel.yaml.YAML().load(f) or {}

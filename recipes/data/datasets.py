@@ -1,5 +1,5 @@
-"""Glue shared by the entry scripts: datasets from manifests (or shards), their loader
-options, the inference YAML."""
+"""The datasets of a recipe: its manifests (or shards) validated and read, and the data-loader
+options of each split."""
 
 import functools
 import io
@@ -14,15 +14,11 @@ from speechbrain.utils.distributed import run_on_main
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
-from recipes.options import with_defaults
-from recipes.teacher_folder import TEACHER_DIR
-from recipes.recipe_yaml import open_recipe
+from recipes.config.options import with_defaults
+from recipes.config.recipe_yaml import open_recipe
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
-# what a trained folder needs to run inference (see recipes/inference.py)
-INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder", "heads",
-                  "label_space", "mkd", "concat_teacher", "teacher_folder", "speech")
 
 
 def manifest_paths(hparams):
@@ -45,7 +41,7 @@ def build_datasets(hparams):
     Pooled corpora (``pooled_manifest_folders``) are one dataset per split; with
     ``missing_labels: mask`` a corpus may lack a label (no loss on that head). The train
     split's class counts set the objective's class weights (``class_weighting``)."""
-    with_defaults(hparams)  # the optional keys a recipe left out (recipes/options.py)
+    with_defaults(hparams)  # the optional keys a recipe left out (recipes/config/options.py)
     pooled = pooled_manifest_paths(hparams)
     missing = hparams["missing_labels"]
     ls, sr = hparams["label_space"], hparams["sample_rate"]
@@ -144,46 +140,3 @@ def utterance_seconds(row, cap=None):
     """Length of a manifest row for DynamicBatchSampler: its duration, capped at ``cap``."""
     dur = float(row["duration"])
     return dur if cap is None else min(dur, cap)
-
-
-def write_inference_yaml(hparams_file, overrides, path, keys=INFERENCE_KEYS, head_input=None):
-    """Resolved YAML with just the keys inference needs (the trained folder is self-contained).
-    An MKD student whose heads read its teacher's embedding too gets ``teacher_folder: teacher``
-    (the copy in its own folder, recipes/teacher_folder.py) and the heads' input size as a
-    number (``head_input``, as built for training), so nothing points outside the folder."""
-    with open_recipe(hparams_file) as f:
-        resolved = resolve_references(f, overrides).getvalue()
-    yaml = ruamel.yaml.YAML()
-    tree = yaml.load(resolved)
-    subset = {k: tree[k] for k in keys if k in tree}
-    if head_input is not None and "heads" in subset:
-        subset["heads"]["input_size"] = int(head_input)
-    if subset.get("mkd") and subset.get("concat_teacher"):
-        subset["teacher_folder"] = TEACHER_DIR
-    buf = io.StringIO()
-    yaml.dump(subset, buf)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("# Written by train.py: the modules inference needs. Weights: save/CKPT+*\n")
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
-
-
-def init_from_folder(hparams):
-    """Fine-tuning (paper 004 "F/T" rows): start from the best checkpoint of another
-    output folder (``init_from`` in YAML) unless this run already has its own checkpoint."""
-    src = hparams["init_from"]
-    if not src:
-        return False
-    from speechbrain.utils.checkpoints import Checkpointer
-
-    if hparams["checkpointer"].find_checkpoint() is not None:
-        logger.info("init_from ignored: resuming this run's own checkpoint")
-        return False
-    names = ("encoder", "heads", "projector")
-    recoverables = {k: hparams[k] for k in names if k in hparams}
-    ckpt = Checkpointer(os.path.join(src, "save"), recoverables=recoverables, allow_partial_load=True)
-    if ckpt.recover_if_possible(max_key="mean_f1") is None:
-        raise FileNotFoundError(f"init_from: no checkpoint in {src}/save")
-    logger.info("initialised %s from %s", list(recoverables), src)
-    return True
