@@ -7,7 +7,7 @@
 Running the same command again resumes from the last checkpoint. Outputs in
 <output_folder>: save/ (checkpoints), train_log.txt, results.json, results.md,
 confusion_test.png, inference.yaml (for infer.py), pretrained/ (the SpeechBrain
-pretrained folder of the best checkpoint: recipes/inference/interface.py).
+pretrained folder of the best checkpoint); the folder format: recipes/model_folder.py.
 SpeechBrain run options work as usual (--device, --precision=bf16|fp16, --compile, ...).
 """
 
@@ -19,30 +19,20 @@ import torch
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from recipes.evaluation.metrics import add_coverage, write_predictions, write_results
-from recipes.data.manifest import ManifestError, read_rows
+from recipes.config.entry import guarded, load_run, start_output
 from recipes.data.datasets import build_datasets, loader_kwargs, pooled_manifest_paths
+from recipes.data.manifest import read_rows
 from recipes.evaluation.group_errors import append_markdown, run_group_errors
+from recipes.evaluation.metrics import add_coverage, write_predictions, write_results
 from recipes.model_folder import export_pretrained, init_from_folder, write_recipe_inference_yaml
-from recipes.labels import LabelError
-from recipes.config.options import OptionError, load_checked
-from recipes.config.recipe_yaml import save_hyperparams
-from recipes.config.run_lock import RunLockError, lock_output_folder
 
 logger = logging.getLogger(__name__)
 
 
 def main(argv):
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)  # torchrun (DDP); a no-op otherwise
-    # the recipe with the blocks it extends (recipes/config/recipe_yaml.py); unknown keys are errors
-    hparams = load_checked(hparams_file, overrides)
-    lock = lock_output_folder(hparams["output_folder"])  # one run per output folder (torchrun: rank 0)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], overrides=overrides)
-    run_on_main(save_hyperparams, args=[hparams_file, overrides, hparams["output_folder"]])
-    out = hparams["output_folder"]
-    run_on_main(write_recipe_inference_yaml, args=[hparams_file, overrides, out],
-                kwargs={"head_input": hparams["head_input"]})
+    run = load_run(argv, distributed=True)  # torchrun (DDP): joins the process group
+    hparams = run.hparams
+    out = start_output(run)  # one run per output folder (torchrun: rank 0)
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(hparams)
     loaders = loader_kwargs(hparams, datasets)
@@ -52,14 +42,17 @@ def main(argv):
 
     brain = hparams["brain_class"](
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-        run_opts=run_opts, checkpointer=hparams["checkpointer"])
+        run_opts=run.run_opts, checkpointer=hparams["checkpointer"])
+    # the modules as the brain built them (an MKD student's heads are sized from its teacher)
+    run_on_main(write_recipe_inference_yaml, args=[run.hparams_file, run.overrides, out],
+                kwargs={"head_input": hparams["heads"].input_size})
     brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
               train_loader_kwargs=loaders["train"], valid_loader_kwargs=loaders["valid"])
     brain.evaluate(datasets["test"], max_key="mean_f1", test_loader_kwargs=loaders["test"])
     # main process only, with SpeechBrain's collectives switched off inside (a barrier or broadcast
     # there would pair with another rank's final barrier and let it exit early), then a barrier
     run_on_main(write_outputs, args=[brain, hparams, out])
-    close_distributed(lock)
+    close_distributed(run.lock)
 
 
 def write_outputs(brain, hparams, out):
@@ -98,7 +91,4 @@ def close_distributed(lock=None):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ManifestError, LabelError, RunLockError, OptionError) as err:  # bad input: a clear message, no traceback
-        sys.exit(f"error: {err}")
+    sys.exit(guarded(main, sys.argv[1:]))

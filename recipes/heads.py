@@ -61,6 +61,7 @@ class ProfilingHeads(torch.nn.Module):
     def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False,
                  age_regression=False, age_loss="l1", age_center=40.0, age_scale=20.0, age_min_sigma=1.0):
         super().__init__()
+        self.input_size = int(input_size)
         sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup,
                  "age_sub": label_space.n_sub}
         self.heads = torch.nn.ModuleDict(
@@ -69,6 +70,16 @@ class ProfilingHeads(torch.nn.Module):
             raise ValueError(f"heads: unknown age_loss {age_loss!r} (use one of {AGE_LOSSES})")
         self.age = (AgeHead(input_size, hidden_size, dropout, layer_norm, age_loss == "gaussian_nll",
                             age_center, age_scale, age_min_sigma) if age_regression else None)
+
+    def set_input_size(self, input_size):
+        """Rebuild the first layer of every head for inputs of ``input_size`` (an MKD student
+        whose heads read [student; teacher], sized when its teacher is known); a no-op when
+        the size is already that."""
+        if int(input_size) == self.input_size:
+            return
+        self.input_size = int(input_size)
+        for head in [*self.heads.values(), *([self.age] if self.age is not None else [])]:
+            head.hidden[0] = torch.nn.Linear(self.input_size, head.hidden[0].out_features)
 
     def forward(self, emb):
         """emb (batch, input_size) -> dict task -> logits (batch, n_classes); with the age

@@ -27,7 +27,7 @@ import os
 import shutil
 
 import ruamel.yaml
-from ruamel.yaml.comments import CommentedMap, TaggedScalar
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
 from recipes.config.recipe_yaml import drop_comments
 
@@ -145,6 +145,13 @@ def tagged(tag, value):
         node.yaml_set_ctag(ruamel.yaml.tag.Tag(suffix=tag))
         return node
     return TaggedScalar(value=value, tag=tag)
+
+
+def flow_list(values):
+    """A YAML list written on one line (``[64, 268, 1]``)."""
+    seq = CommentedSeq(list(values))
+    seq.fa.set_flow_style()
+    return seq
 
 
 def resolve_teacher_folder(teacher_folder, model_folder=None):

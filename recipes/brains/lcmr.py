@@ -7,8 +7,7 @@
   exponential) over ``replacing_epochs``, then p = 1 for the fine-tuning epochs.
 - Only the task losses of the core recipe (no KD term, no KD weight).
 - Strategy 2 (``strategy: 2``): the teacher comes from ``teacher_folder`` (encoder, heads
-  and feature statistics) and is frozen; Strategy 1: it is trained jointly (initialised
-  from ``teacher_folder`` when given, else random).
+  and feature statistics) and is frozen; Strategy 1: it is trained jointly (initialised from that folder).
 - Validation and test use the student alone, so checkpoints are ranked by the student's
   F1. When evaluation starts (after training), the best checkpoint's student is extracted
   into ``student_folder``: a standalone core-recipe folder (save/CKPT+* with encoder, heads,
@@ -38,11 +37,24 @@ logger = logging.getLogger(__name__)
 
 class LCMRBrain(ProfilingBrain):
     """Extra hparams: ``replacement_schedule`` (recipes.compression.replacing), ``strategy``,
-    ``teacher_folder``, ``teacher_encoder``, ``teacher_heads``, ``encoder`` and ``heads`` (the
-    student's), ``init_student_from_teacher``, ``student_folder``."""
+    ``teacher_folder`` (the teacher's architecture, weights and feature statistics), ``encoder``
+    and ``heads`` (the student's), ``init_student_from_teacher``, ``student_folder``."""
 
     steps_per_epoch = 1
     replacing_rate = 0.0
+
+    def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
+        # the teacher's modules come from its folder when training starts (no architecture in
+        # the YAML); with strategy 1 they train and are saved in this run's checkpoints
+        self.teacher = ProfilerModel.from_folder(hparams["teacher_folder"])
+        check_same_labels(hparams["label_space"], self.teacher.label_space, hparams["teacher_folder"])
+        modules["encoder"].set_teacher(self.teacher.encoder)
+        modules["heads"].set_teacher(self.teacher.heads)
+        if checkpointer is not None:
+            checkpointer.add_recoverables({"teacher_encoder": self.teacher.encoder,
+                                           "teacher_heads": self.teacher.heads})
+        super().__init__(modules=modules, opt_class=opt_class, hparams=hparams, run_opts=run_opts,
+                         checkpointer=checkpointer)
 
     def make_dataloader(self, dataset, stage, *args, **kwargs):
         loader = super().make_dataloader(dataset, stage, *args, **kwargs)
@@ -56,21 +68,10 @@ class LCMRBrain(ProfilingBrain):
 
     def _init_pairs(self):
         hp = self.hparams
-        if hp.teacher_folder:
-            teacher = ProfilerModel.from_folder(hp.teacher_folder)
-            check_same_labels(hp.label_space, teacher.label_space, hp.teacher_folder)
-            try:
-                hp.teacher_encoder.load_state_dict(teacher.encoder.state_dict())
-                hp.teacher_heads.load_state_dict(teacher.heads.state_dict())
-            except RuntimeError as err:
-                raise ValueError(f"teacher {hp.teacher_folder} does not match teacher_encoder / "
-                                 f"teacher_heads of the YAML: {err}") from err
-            stats = teacher.mean_var_norm._statistics_dict()
-            self.modules.mean_var_norm._load_statistics_dict(
-                {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in stats.items()})
-            self.modules.mean_var_norm.update_until_epoch = 0  # the teacher's features, unchanged
-        elif hp.strategy == 2:
-            raise ValueError("LCMR strategy 2 freezes a pre-trained teacher: set teacher_folder")
+        stats = self.teacher.mean_var_norm._statistics_dict()
+        self.modules.mean_var_norm._load_statistics_dict(
+            {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in stats.items()})
+        self.modules.mean_var_norm.update_until_epoch = 0  # the teacher's features, unchanged
         if hp.init_student_from_teacher:
             for pair in self.pairs():
                 copied, total = pair.init_student()

@@ -27,23 +27,30 @@ import speechbrain as sb
 
 from recipes.adaptation import adapt_normalizer
 from recipes.brains.profiling import ProfilingBrain
-from recipes.brains.teacher import frozen_teacher
+from recipes.brains.teacher import frozen_teacher, size_student_for_teacher, stored_teacher
 from recipes.embedding_cache import cached_batch, cached_embeddings, manifests_key, settings_key
 from recipes.losses import feature_kd_loss
-from recipes.model_folder import TEACHER_NORM, load_normalizer, resolve_teacher_folder, save_normalizer, store_teacher
+from recipes.model_folder import TEACHER_NORM, load_normalizer, save_normalizer, teacher_emb_dim
 
 
 class FixedProjection(torch.nn.Module):
-    """Non-trainable Conv1D (kernel 1) mapping student features to the teacher's size."""
+    """Non-trainable Conv1D (kernel 1) mapping student features to the teacher's size
+    (``out_dim``, set by ``set_out_dim`` when the brain has read it from the teacher; the
+    identity until then and when the sizes agree)."""
 
-    def __init__(self, in_dim, out_dim, seed=0):
+    def __init__(self, in_dim, out_dim=None, seed=0):
         super().__init__()
+        self.in_dim, self.seed, self.conv = int(in_dim), seed, None
+        if out_dim is not None:
+            self.set_out_dim(out_dim)
+
+    def set_out_dim(self, out_dim):
         self.conv = None
-        if in_dim != out_dim:
-            g = torch.Generator().manual_seed(seed)
-            self.conv = torch.nn.Conv1d(in_dim, out_dim, 1, bias=False)
+        if int(out_dim) != self.in_dim:
+            g = torch.Generator().manual_seed(self.seed)  # its own stream: the same map every run
+            self.conv = torch.nn.Conv1d(self.in_dim, int(out_dim), 1, bias=False)
             with torch.no_grad():
-                self.conv.weight.copy_(torch.randn(out_dim, in_dim, 1, generator=g) / in_dim ** 0.5)
+                self.conv.weight.copy_(torch.randn(int(out_dim), self.in_dim, 1, generator=g) / self.in_dim ** 0.5)
             self.conv.weight.requires_grad_(False)
 
     def forward(self, x):
@@ -56,6 +63,16 @@ class MKDBrain(ProfilingBrain):
     teacher_cache and teacher_adapt_norm (bools, see the module docstring)."""
 
     train_reads_audio = True  # the student encoder (and a teacher without cache) read the audio
+
+    def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
+        # the teacher is known when training starts: its copy in the output folder, its
+        # embedding size for the projection and (concat_teacher) the heads' input
+        self._teacher_dir = None
+        if hparams["mkd"]:
+            self._teacher_dir = stored_teacher(hparams["teacher_folder"], hparams["output_folder"])
+            size_student_for_teacher(hparams, modules, teacher_emb_dim(self._teacher_dir))
+        super().__init__(modules=modules, opt_class=opt_class, hparams=hparams, run_opts=run_opts,
+                         checkpointer=checkpointer)
 
     def on_fit_start(self):
         super().on_fit_start()
@@ -86,14 +103,7 @@ class MKDBrain(ProfilingBrain):
             load_normalizer(self.teacher.mean_var_norm, path, self.device)
 
     def teacher_folder(self):
-        """The teacher: the copy stored in <output_folder>/teacher (written by the main process
-        on the first run, so the student folder is self-contained), else ``teacher_folder``."""
-        if getattr(self, "_teacher_dir", None) is None:  # stored once per run (one barrier)
-            out = self.hparams.output_folder
-            if sb.utils.distributed.if_main_process():
-                store_teacher(resolve_teacher_folder(self.hparams.teacher_folder, out), out)
-            sb.utils.distributed.ddp_barrier()
-            self._teacher_dir = resolve_teacher_folder(self.hparams.teacher_folder, out)
+        """The teacher: the copy stored in <output_folder>/teacher when training started."""
         return self._teacher_dir
 
     def _train_cache(self):

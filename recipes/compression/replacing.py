@@ -110,19 +110,27 @@ class ModuleReplacing(torch.nn.Module):
 
     def __init__(self, teacher, student, strategy=2, groups=None, seed=0):
         super().__init__()
-        if type(teacher) is not type(student):
-            raise TypeError(f"module replacing needs a teacher and a student of one class, got "
-                            f"{type(teacher).__name__} and {type(student).__name__}")
         if strategy not in (1, 2):
             raise ValueError(f"LCMR strategy must be 1 (teacher trained jointly) or 2 (teacher frozen), got {strategy}")
-        self.teacher, self.student, self.strategy = teacher, student, strategy
+        self.student, self.strategy = student, strategy
         self.groups = [list(g) for g in (groups or student.replacing_groups())]
-        self._check_coverage()
         self.p = 0.0
         self.seed, self.step = seed, None
         self.generator = torch.Generator().manual_seed(seed)
         self.shapes_checked = False
-        if strategy == 2:
+        self.teacher = None
+        if teacher is not None:
+            self.set_teacher(teacher)
+
+    def set_teacher(self, teacher):
+        """The teacher's module (LCMRBrain: the teacher folder's, when training starts)."""
+        if type(teacher) is not type(self.student):
+            raise TypeError(f"module replacing needs a teacher and a student of one class, got "
+                            f"{type(teacher).__name__} and {type(self.student).__name__}")
+        self.teacher = teacher
+        self._check_coverage()
+        self.shapes_checked = False
+        if self.strategy == 2:
             self.teacher.requires_grad_(False)
 
     def _check_coverage(self):

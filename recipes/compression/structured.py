@@ -43,7 +43,7 @@ import torch_pruning as tp
 from speechbrain.lobes.models.ECAPA_TDNN import Res2NetBlock
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
-from recipes.model_folder import tagged
+from recipes.model_folder import flow_list, tagged
 
 logger = logging.getLogger(__name__)
 LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
@@ -211,7 +211,7 @@ def pruned_encoder_entry(tree, shapes):
     for key, value in tree.items():
         out["encoder_unpruned" if key == "encoder" else key] = value
     out["encoder"] = tagged("!apply:recipes.compression.structured.reshaped", {
-        "encoder": tagged("!ref", "<encoder_unpruned>"), "shapes": {n: list(s) for n, s in shapes.items()}})
+        "encoder": tagged("!ref", "<encoder_unpruned>"), "shapes": {n: flow_list(s) for n, s in shapes.items()}})
     return out
 
 

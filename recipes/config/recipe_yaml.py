@@ -26,6 +26,8 @@ import os
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
+from recipes.config.options import check_options
+
 EXTENDS = "extends"
 INCLUDE = "!include:"
 
@@ -49,13 +51,11 @@ def open_recipe(path):
 
 
 def load_recipe(path, overrides=None, **kwargs):
-    """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text),
-    with the optional keys it leaves out at their declared default (recipes/config/options.py; the
-    strict key check is ``recipes.config.options.load_checked``, used by the entry scripts)."""
-    from recipes.config.options import with_defaults
-
+    """``load_hyperpyyaml`` of the merged recipe at ``path`` (``overrides``: dict or YAML text);
+    every default comes from the blocks it extends (the strict key check is ``load_checked``,
+    which the entry scripts use through recipes/config/entry.py)."""
     with open_recipe(path) as f:
-        return with_defaults(load_hyperpyyaml(f, overrides, **kwargs))
+        return load_hyperpyyaml(f, overrides, **kwargs)
 
 
 def save_hyperparams(path, overrides, folder):
@@ -148,3 +148,13 @@ def drop_comments(node):
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     for child in children:
         drop_comments(child)
+
+
+def load_checked(hparams_file, overrides=None):
+    """Load a recipe YAML (with the blocks it ``extends``) strictly: an unknown key or
+    override is an OptionError naming the closest known key (recipes/config/options.py)."""
+    with open(hparams_file) as f:
+        own = ruamel.yaml.YAML().load(f) or {}
+    with open_recipe(hparams_file) as f:
+        check_options(f.read(), overrides, source=hparams_file, own_keys=list(own))
+    return load_recipe(hparams_file, overrides)

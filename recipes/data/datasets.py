@@ -2,20 +2,15 @@
 options of each split."""
 
 import functools
-import io
 import logging
 import os
 
-import ruamel.yaml
-from hyperpyyaml import resolve_references
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
 
 from recipes.data.manifest import check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
-from recipes.config.options import with_defaults
-from recipes.config.recipe_yaml import open_recipe
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -30,7 +25,7 @@ def pooled_manifest_paths(hparams):
     """split -> list of manifests: ``manifest_folder``'s, then those of every folder in
     ``pooled_manifest_folders`` (other prepared corpora, trained on together under the
     recipe's label space)."""
-    folders = [hparams["manifest_folder"]] + list(with_defaults(hparams)["pooled_manifest_folders"] or [])
+    folders = [hparams["manifest_folder"]] + list(hparams["pooled_manifest_folders"] or [])
     return {s: [os.path.join(f, f"{s}.csv") for f in folders] for s in SPLITS}
 
 
@@ -41,7 +36,6 @@ def build_datasets(hparams):
     Pooled corpora (``pooled_manifest_folders``) are one dataset per split; with
     ``missing_labels: mask`` a corpus may lack a label (no loss on that head). The train
     split's class counts set the objective's class weights (``class_weighting``)."""
-    with_defaults(hparams)  # the optional keys a recipe left out (recipes/config/options.py)
     pooled = pooled_manifest_paths(hparams)
     missing = hparams["missing_labels"]
     ls, sr = hparams["label_space"], hparams["sample_rate"]
@@ -101,7 +95,6 @@ def loader_kwargs(hparams, datasets):
     ``duration`` column, capped at ``crop_seconds`` for training; training drops the
     leftover examples of each bucket, ``drop_last``); with shards, no
     ``shuffle`` (the shard pipeline shuffles)."""
-    with_defaults(hparams)
     train, evals = dict(hparams["train_dataloader_opts"]), dict(hparams["eval_dataloader_opts"])
     balance_by = hparams["balance_sampling_by"] or []
     if balance_by:
