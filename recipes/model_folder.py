@@ -15,7 +15,7 @@ A **trained folder** is what train.py (and prune.py, the LCMR student extraction
 
 An **exported folder** (``export_pretrained``: ``<folder>/pretrained`` or export.py's --out)
 holds ``hyperparams.yaml`` (``checkpoint:`` + the trained folder's inference.yaml + the options
-of hparams/interface.yaml), ``encoder.ckpt``, ``heads.ckpt``, ``normalizer.ckpt``,
+of hparams/blocks/interface.yaml), ``encoder.ckpt``, ``heads.ckpt``, ``normalizer.ckpt``,
 ``custom_interface.py`` and, for an MKD student, ``teacher/`` and ``teacher_norm.pt``.
 docs/deploy.md describes both for users. Folders written before this module existed load
 unchanged (tests/fixtures/legacy_*).
@@ -47,7 +47,7 @@ INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder",
 # exported folders of models trained without MKD still get the keys the interface refers to
 MKD_DEFAULTS = {"mkd": False, "concat_teacher": False, "teacher_folder": None}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INTERFACE_TEMPLATE = os.path.join(ROOT, "hparams", "interface.yaml")
+INTERFACE_TEMPLATE = os.path.join(ROOT, "hparams", "blocks", "interface.yaml")
 SHIM = ('"""Entry point for speechbrain.inference.interfaces.foreign_class (needs the project '
         'on the Python path)."""\n\nfrom recipes.inference.interface import SpeakerProfilerInterface  # noqa: F401\n')
 
