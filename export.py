@@ -20,16 +20,9 @@ and sigma with age_loss: gaussian_nll).
 
 import argparse
 import json
-import os
 import sys
 
-import torch
-
-from recipes.inference.deploy import (INPUTS, ExportableProfiler, example_input, manifest_accuracy,
-                            max_abs_diff, onnx_session, quantize_int8, quantize_onnx_int8, run_onnx,
-                            to_exported_program, to_onnx, to_torchscript)
-from recipes.inference.interface import SpeakerProfilerInterface
-from recipes.model_folder import export_pretrained, require_trained
+from recipes.inference.export_run import export_folder
 
 
 def parse_args(argv):
@@ -47,52 +40,12 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
-def export(args):
-    os.makedirs(args.out, exist_ok=True)
-    require_trained(args.folder)
-    profiler = SpeakerProfilerInterface.from_folder(args.folder)
-    model = ExportableProfiler(profiler.model).eval()
-    sr = model.sample_rate
-    example = example_input(sr, batch=2, seconds=args.check_seconds)
-    check = example_input(sr, batch=3, seconds=args.check_seconds * 1.5, seed=1)  # other shape
-    with torch.no_grad():
-        ref = model(*check)
-    ls = profiler.label_space
-    report = {"sample_rate": sr, "inputs": list(INPUTS), "outputs": list(model.outputs),
-              "classes": {"gender": list(ls.genders), "age_sup": list(ls.age_sup), "age_sub": list(ls.age_sub)},
-              "max_abs_diff_vs_pytorch": {}}
-    export_pretrained(args.folder, args.out)
-
-    ts = to_torchscript(model, example, os.path.join(args.out, "model.pt"))
-    report["max_abs_diff_vs_pytorch"]["torchscript"] = max_abs_diff(ts(*check), ref)
-    pt2 = to_exported_program(model, example, os.path.join(args.out, "model.pt2"))
-    report["max_abs_diff_vs_pytorch"]["torch_export"] = max_abs_diff(pt2(*check), ref)
-    if not args.no_onnx:
-        path = to_onnx(model, example, os.path.join(args.out, "model.onnx"), opset=args.opset)
-        report["max_abs_diff_vs_pytorch"]["onnx"] = max_abs_diff(run_onnx(onnx_session(path), *check), ref)
-    if args.int8:
-        q = quantize_int8(model)
-        qts = to_torchscript(q, example, os.path.join(args.out, "model_int8.pt"))
-        report["max_abs_diff_vs_pytorch"]["torchscript_int8"] = max_abs_diff(qts(*check), ref)
-        models = {"fp32": model, "int8": q}
-        if not args.no_onnx:
-            qpath = quantize_onnx_int8(path, os.path.join(args.out, "model_int8.onnx"))
-            qsess = onnx_session(qpath)
-            report["max_abs_diff_vs_pytorch"]["onnx_int8"] = max_abs_diff(run_onnx(qsess, *check), ref)
-            models["onnx_int8"] = lambda w, l: run_onnx(qsess, w, l)  # noqa: E731
-        manifest = args.eval_manifest or os.path.join(args.folder, "manifests", "test.csv")
-        if os.path.isfile(manifest):
-            acc = manifest_accuracy(models, manifest, ls, sr, args.eval_limit)
-            report["int8_accuracy"] = {"manifest": manifest, **acc}
-    with open(os.path.join(args.out, "export.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    return report
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
-        report = export(args)
+        report = export_folder(args.folder, args.out, int8=args.int8, onnx=not args.no_onnx, opset=args.opset,
+                               check_seconds=args.check_seconds, eval_manifest=args.eval_manifest,
+                               eval_limit=args.eval_limit)
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))

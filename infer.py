@@ -18,20 +18,12 @@ some input failed, 0 otherwise.
 
 import argparse
 import json
-import os
 import sys
 
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
-from recipes.inference.interface import TASKS, SpeakerProfilerInterface
-
-
-UNSET = object()  # option not given: the folder's YAML value
-
-
-def threshold(value):
-    """A dB value, or 'off' (None)."""
-    return None if value.lower() in ("off", "none") else float(value)
+from recipes.inference.interface import SpeakerProfilerInterface
+from recipes.inference.records import UNSET, input_error, json_row, overrides_from, table_row, threshold
 
 
 def parse_args(argv):
@@ -53,52 +45,6 @@ def parse_args(argv):
     ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
     return ap.parse_args(argv)
-
-
-def overrides_from(args):
-    """The interface options given on the command line (None = a threshold turned off)."""
-    names = {"window": "window_seconds", "hop": "hop_seconds", "batch": "window_batch_size"}
-    out = {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not UNSET}
-    speech = {"silence_db": "threshold_db", "floor_dbfs": "floor_dbfs", "min_speech": "min_speech_seconds"}
-    speech = {key: getattr(args, arg) for arg, key in speech.items() if getattr(args, arg) is not UNSET}
-    if speech:  # merged into the folder's speech block (SpeechConfig)
-        out["speech"] = speech
-    return out
-
-
-def age_cell(res):
-    """[years (+- sigma)] of the age head, [] for a model without one."""
-    if "age_years" not in res:
-        return []
-    if res["age_years"] is None:
-        return ["-"]
-    sigma = res.get("age_sigma")
-    return [f"{res['age_years']:.1f}" + (f"+-{sigma:.1f}" if sigma is not None else "")]
-
-
-def table_row(path, res):
-    if res["silent"]:
-        return "\t".join([path] + ["-"] * 6 + age_cell(res) + [f"0/{res['n_windows']}", "silent"])
-    cells = [f"{res[t]['label']}\t{res[t]['prob']:.3f}" for t in TASKS] + age_cell(res)
-    note = (f"\thierarchy-adjusted (raw: {res['age_sup_raw']} / {res['age_sub_raw']})"
-            if res["hierarchy_adjusted"] else "")
-    return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"]) + note
-
-
-def input_error(path):
-    """Why ``path`` cannot be an audio input (None when it is a file)."""
-    if os.path.isdir(path):
-        return f"{path} is a directory, not an audio file"
-    if not os.path.exists(path):
-        return f"{path} not found"
-    return None
-
-
-def json_row(path, res, with_embedding):
-    out = {"file": path, **{k: v for k, v in res.items() if k != "embedding"}}
-    if with_embedding and res["embedding"] is not None:
-        out["embedding"] = [round(x, 6) for x in res["embedding"].tolist()]
-    return json.dumps(out)
 
 
 def main(argv=None):

@@ -2,7 +2,7 @@
 another domain (the weights stay frozen), and embed a whole dataset once.
 
 A teacher trained on clean speech normalises telephone speech with clean-speech statistics,
-and its predictions collapse (benchmarks/mkd_table_*.md, "teacher" rows); re-estimating the
+and its predictions collapse (benchmarks/results/mkd_table_*.md, "teacher" rows); re-estimating the
 mean/std of its Fbank features on the student's degraded training audio is a cheap fix that
 changes no learnt parameter (the idea of AdaBN, applied to the input normaliser only).
 """

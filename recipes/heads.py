@@ -5,6 +5,7 @@ an age-in-years regression head beside them (recipes/age.py)."""
 import torch
 
 from recipes.age import AGE_KEY, AGE_LOSSES
+from recipes.labels import TASKS
 
 
 class TaskHead(torch.nn.Module):
@@ -56,7 +57,7 @@ class ProfilingHeads(torch.nn.Module):
     ``age_loss: gaussian_nll``); off, the module and its state dict are the three heads only
     (older checkpoints load)."""
 
-    tasks = ("gender", "age_sup", "age_sub")
+    tasks = TASKS
 
     def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False,
                  age_regression=False, age_loss="l1", age_center=40.0, age_scale=20.0, age_min_sigma=1.0):

@@ -19,6 +19,11 @@ Example (YAML)::
 
 import torch
 
+# the classification tasks of every label space, in head order; the two age tasks are ordered
+# groups (MACE is defined on them)
+TASKS = ("gender", "age_sup", "age_sub")
+AGE_TASKS = ("age_sup", "age_sub")
+
 
 class LabelError(ValueError):
     """A label that does not fit the configured label space."""

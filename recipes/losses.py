@@ -9,6 +9,8 @@ gradient to that head (every task term and the dependency loss skip it).
 import torch
 import torch.nn.functional as F
 
+from recipes.labels import TASKS
+
 MISSING = -1  # target index of an absent label (pooled corpora), ignored by every loss
 ASL_FORMS = ("printed", "single_label")
 
@@ -236,7 +238,7 @@ class ProfilingObjective:
     or "gaussian_nll", ``age_scale`` years) is added (term ``age``).
     """
 
-    tasks = ("gender", "age_sup", "age_sub")
+    tasks = TASKS
 
     def __init__(self, label_space, hierarchical=True, label_smoothing=0.1, gamma_pos=0.0,
                  gamma_neg=4.0, margin=0.05, dependency_base=1.0, gender_weight=1.0,

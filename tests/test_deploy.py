@@ -114,7 +114,7 @@ def test_infer_cli_json_records_every_input_and_fails_on_bad_ones(tiny_run, tmp_
 def test_age_pair_respects_the_hierarchy(tiny_run):
     """An age-sup head that contradicts the age-sub head: the reported pair is the best
     consistent one, the raw argmaxes stay in the dict, and the table says so."""
-    from infer import table_row
+    from recipes.inference.records import table_row
     from recipes.inference.interface import SpeakerProfilerInterface, consistent_age_pair
 
     parent = torch.tensor([0, 0, 1, 1])  # sub -> sup

@@ -4,7 +4,7 @@ and one preparation step prepares every pooled corpus."""
 import torch
 
 from recipes.data.channel import TelephoneChannel
-from recipes.config.options import load_checked
+from recipes.config.recipe_yaml import load_checked
 
 
 def test_multi_condition_channel_degrades_a_share_and_the_same_way():

@@ -11,7 +11,7 @@
 - ``teacher_cache``: the teacher embeds each (deterministically degraded) training utterance
   once, whole, before epoch 1, and every step reads that embedding instead of running the
   teacher on the crop: the per-step cost is then the student's plus mixup (see
-  benchmarks/mkd_cost_*.md); the teacher's target is its view of the whole utterance.
+  benchmarks/results/mkd_cost_*.md); the teacher's target is its view of the whole utterance.
   Validation embeddings are cached after their first pass too.
 - ``teacher_adapt_norm``: the frozen teacher's feature mean/std are re-estimated on the
   student's (degraded) training audio; its weights do not change (recipes/adaptation.py).

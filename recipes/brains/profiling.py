@@ -23,6 +23,7 @@ from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddi
 from recipes.evaluation.metrics import PredictionCollector, compute_results, mean_f1
 from recipes.data.datasets import pooled_manifest_paths
 from recipes.schedulers import step_to_epoch
+from recipes.labels import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class ProfilingBrain(sb.Brain):
     # ---- losses ----------------------------------------------------------------------
     def targets(self, batch):
         out = {t: getattr(batch, f"{t}_idx").data.view(-1).to(self.device)
-               for t in ("gender", "age_sup", "age_sub")}
+               for t in TASKS}
         if hasattr(batch, AGE_KEY):  # (batch, 2) [lower, upper] years of the age head; NaN: no age
             out[AGE_KEY] = getattr(batch, AGE_KEY).data.to(self.device)
         return out
@@ -266,7 +267,7 @@ class ProfilingBrain(sb.Brain):
             return
         results = compute_results(self.collector, self.hparams.label_space)
         stats = {"loss": stage_loss, "mean_f1": mean_f1(results),
-                 **{f"{t}_f1": results[t]["f1"] for t in ("gender", "age_sup", "age_sub")},
+                 **{f"{t}_f1": results[t]["f1"] for t in TASKS},
                  **{f"{t}_mace": results[t]["mace"] for t in ("age_sup", "age_sub")},
                  "consistency": results["hierarchy_consistency"]}
         if AGE_KEY in results:  # the age head: MAE in years (exact ages; distance to the bin)

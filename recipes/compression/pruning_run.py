@@ -19,6 +19,7 @@ from recipes.data.datasets import build_datasets
 from recipes.evaluation.metrics import mean_f1, write_predictions, write_results
 from recipes.inference.model import ProfilerModel
 from recipes.model_folder import copy_inference_yaml
+from recipes.labels import TASKS
 
 logger = logging.getLogger(__name__)
 # the checkpoint file each method's pruner writes (recipes/compression/pruning.py, structured.py)
@@ -65,7 +66,7 @@ def reference_stats(brain, datasets, hparams):
                                 "remove the output folder to start the pruning again")
     brain.evaluate(datasets["valid"], test_loader_kwargs=dict(hparams["eval_dataloader_opts"]))  # a copy: evaluate() edits it
     res = brain.test_results
-    ref = {"mean_f1": mean_f1(res), **{f"{t}_f1": res[t]["f1"] for t in ("gender", "age_sup", "age_sub")}}
+    ref = {"mean_f1": mean_f1(res), **{f"{t}_f1": res[t]["f1"] for t in TASKS}}
     with open(path + ".tmp", "w") as f:
         json.dump(ref, f, indent=2)
     os.replace(path + ".tmp", path)
@@ -104,7 +105,7 @@ def export(model, pruner, hparams, brain):
         "dense_file_bytes": dense_file_bytes(model), "sparse_file_bytes": sparse_bytes,
         "sparse_layers": n_sparse, "max_abs_diff_reloaded": diff_file, "max_abs_diff_sparse_compute": diff_sparse,
         "latency_s": latency, "latency_seconds_of_audio": hparams["latency_seconds"], "torch_threads": torch.get_num_threads(),
-        "test": {f"{t}_f1": res[t]["f1"] for t in ("gender", "age_sup", "age_sub")},
+        "test": {f"{t}_f1": res[t]["f1"] for t in TASKS},
     }
     with open(os.path.join(out, "prune_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -13,8 +13,8 @@ import torch
 from speechbrain.dataio.sampler import ReproducibleWeightedRandomSampler
 
 from recipes.data.pipelines import MISSING, label_tensors
+from recipes.labels import TASKS
 
-TASKS = ("gender", "age_sup", "age_sub")
 
 
 def row_labels(label_space, row):

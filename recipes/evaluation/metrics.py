@@ -13,9 +13,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from recipes.age import AGE_KEY, derived_sub_index, split_age_output
 from recipes.evaluation.age import age_results, age_table
+from recipes.labels import TASKS, AGE_TASKS
 
-TASKS = ("gender", "age_sup", "age_sub")
-AGE_TASKS = ("age_sup", "age_sub")  # ordered groups (label-space order): MACE is defined
 MISSING = -1
 
 

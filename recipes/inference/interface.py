@@ -40,8 +40,8 @@ from recipes.data.speech import NonFiniteAudio, SpeechConfig
 from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_speech_options, load_normalizer,
                                   pretrained_source, teacher_norm_path)
 from recipes.inference.windows import speech_windows
+from recipes.labels import TASKS
 
-TASKS = ("gender", "age_sup", "age_sub")
 
 
 def consistent_age_pair(p_sup, p_sub, parent):

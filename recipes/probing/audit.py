@@ -15,14 +15,13 @@
 import numpy as np
 import torch
 
-from recipes.labels import LabelError
+from recipes.labels import LabelError, TASKS
 from recipes.probing.analysis import layerwise, mean_sd
 from recipes.probing.neurons import masking_test, minimal_neuron_set, rank_neurons
 from recipes.probing.probes import ElasticNetProbe, majority_baseline, shuffled_labels
 from recipes.probing.tasks import batches, encode
 from recipes.probing.verification import eer, make_trials
 
-TASKS = ("gender", "age_sup", "age_sub")
 AGE_KEYS = ("age_years", "age")  # a regression head's output, when the model has one
 
 
