@@ -4,7 +4,7 @@
 
     python benchmarks/age_mae.py --row "speechocean762 ECAPA=results/bench_age/<folder>/1234" \
         [--row "Common Voice GE2E=<folder>"] [--command "NAME=<train command>"] [--wall "NAME=<time>"] \
-        [--out benchmarks/age_mae.md]
+        [--out benchmarks/results/age_mae.md]
 
 Per row, from the folder's results.json (recipes/evaluation/age.py): MAE / RMSE in years on the
 test split for exact ages, overall, per gender and per age group; the interval error for
@@ -25,9 +25,8 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import rel, script_command, table_path, write_markdown  # noqa: E402
 from recipes.age import age_interval  # noqa: E402
 from recipes.evaluation.age import error_stats, interval_distance  # noqa: E402
 from recipes.evaluation.group_errors import read_predictions  # noqa: E402
@@ -217,15 +216,10 @@ def document(rows, commands, walls):
         lines.append(f"| {r['name']} | `{rel(r['folder'])}` | {f'`{cmd}`' if cmd else '-'} | "
                      f"{walls.get(r['name']) or wall_time(r['folder']) or '-'} |")
     again = " ".join(f'--row "{r["name"]}={rel(r["folder"])}"' for r in rows)
-    lines += ["", f"This file: `python benchmarks/age_mae.py {again}` (with `--command` / `--wall` per row)."]
+    lines += ["", f"This file: `{script_command(__file__, again)}` (with `--command` / `--wall` per row)."]
     lines += [""] + tables(rows) + ["", "## Where this recipe stands", ""] + standing(rows)
     lines += ["", "## Published reference points", ""] + [f"- {x}" for x in REFERENCES]
     return "\n".join(lines) + "\n"
-
-
-def rel(path):
-    r = os.path.relpath(os.path.abspath(path), ROOT)
-    return path if r.startswith("..") else r
 
 
 def pairs(values, what, last=False):
@@ -246,7 +240,7 @@ def main(argv=None):
     p.add_argument("--command", action="append", help="NAME=the command that trained the row")
     p.add_argument("--wall", action="append", help="NAME=wall time of the row (else: log.txt span)")
     p.add_argument("--notes", default=None, help="a markdown file appended at the end")
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "age_mae.md"))
+    p.add_argument("--out", default=table_path("age_mae.md"))
     a = p.parse_args(argv)
     try:
         rows = [load_row(k, v) for k, v in pairs(a.row, "--row", last=True).items()]
@@ -255,9 +249,7 @@ def main(argv=None):
     text = document(rows, pairs(a.command, "--command"), pairs(a.wall, "--wall"))
     if a.notes:
         text += "\n" + open(a.notes).read()
-    with open(a.out, "w") as f:
-        f.write(text)
-    print(text)
+    write_markdown(a.out, text)
     return a.out
 
 

@@ -24,20 +24,18 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from speechocean_groups import (SO_DATA, SO_GROUPS, cached_speechocean, in_root, majority_speechocean,  # noqa: E402
-                                read_csv, speechocean_manifest)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import (CV_DATA, ROOT, SO_DATA, TABLES, in_root, machine, read_csv,  # noqa: E402
+                               run_logged, write_markdown)
+from benchmarks.speechocean_groups import (SO_GROUPS, cached_speechocean, majority_speechocean,  # noqa: E402
+                                           speechocean_manifest)
+from recipes.labels import TASKS  # noqa: E402
 
-CV_DATA = "../shared/data/commonvoice-sample-8k"
 RESULTS = "results/bench_cv"
 DEFAULT_SEED = 1234  # hparams/blocks/train.yaml
-TABLE = "benchmarks/commonvoice_core.md"
+TABLE = f"{TABLES}/commonvoice_core.md"
 LABELS = "hparams/labels/commonvoice_decades.yaml"  # the recipe's label space (rows not trained yet)
 BALANCED = "--balance_sampling_by=[gender,age_sub]"
 RESNET = "--model=!include:../encoders/resnet_cpu_teacher.yaml"
@@ -66,7 +64,6 @@ ROWS = {
     # training clips; its Common Voice rows are the Common Voice part of its pooled test
     "ge2e_pooled_mc": [POOLED, f"--speechocean_folder={SO_DATA}", "--age_regression=True"],
 }
-TASKS = ("gender", "age_sup", "age_sub")
 # goals on the Common Voice test: (label, results.json task, metric, threshold, higher is better)
 CV_GOALS = (("gender F1 >= 0.96", "gender", "f1", 0.96, True),
             ("age-sub F1 >= 0.45", "age_sub", "f1", 0.45, True),
@@ -106,11 +103,9 @@ def train_row(name, cmd, args):
     """Run train.py for one row (its log in <results>/<row>.log) and append its wall time."""
     results = in_root(args.results)
     os.makedirs(results, exist_ok=True)
-    t0 = time.time()
-    with open(os.path.join(results, f"{name}.log"), "a") as log:
-        rc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    rc, seconds = run_logged([sys.executable, *cmd], os.path.join(results, f"{name}.log"), check=False)
     with open(os.path.join(results, "times.txt"), "a") as f:
-        f.write(f"{name} rc={rc} seconds={int(time.time() - t0)}\n")
+        f.write(f"{name} rc={rc} seconds={int(seconds)}\n")
     if rc != 0:
         print(f"{name}: train.py failed (rc={rc}), see {results}/{name}.log", file=sys.stderr)
 
@@ -193,11 +188,6 @@ def goals_cv(res):
 # ---- the table ----------------------------------------------------------------------------
 def pct(v):
     return "n/a" if v is None else f"{100 * v:.1f}"
-
-
-def machine():
-    from recipes.compression.report import cpu_model
-    return f"{cpu_model()}, {os.cpu_count()} CPU cores, no GPU"
 
 
 def shell(cmd):
@@ -377,10 +367,7 @@ def main(argv=None):
             so_scores[name] = cached_speechocean(name, out, so_manifest, args.results)
         so_base = majority_speechocean(so_manifest, space)
         so_manifest = os.path.relpath(so_manifest, ROOT)
-    lines = build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base)
-    with open(in_root(args.table), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(in_root(args.table), build_table(rows, args, so_scores, baseline, so_manifest, so_note, so_base))
 
 
 if __name__ == "__main__":

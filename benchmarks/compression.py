@@ -17,30 +17,25 @@ import argparse
 import glob
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 
 import torch
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import (ROOT, SO_DATA, SMOKE_DATA, command_item, demo_model, machine, run_once,  # noqa: E402
+                               table_path, write_markdown)
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.compression.sparse import to_sparse_compute  # noqa: E402
 from recipes.inference.interface import SpeakerProfilerInterface  # noqa: E402
-
-TASKS = ("gender", "age_sup", "age_sub")
-SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]
+from recipes.labels import TASKS  # noqa: E402
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pair", default="ecapa_cpu",
                     help="ecapa_cpu or resnet_cpu (encoders/<pair>_student.yaml, <pair>_lcmr_student.yaml, <pair>_teacher.yaml)")
-    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
+    ap.add_argument("--data_folder", default=SO_DATA, help="the speechocean762 folder")
     ap.add_argument("--teacher", default=None, help="default: results/bench_core/<pair>_ch/<seed>")
     ap.add_argument("--epochs", type=int, default=6, help="student epochs (LCMR: replacing + fine-tuning)")
     ap.add_argument("--finetune_epochs", type=int, default=2, help="LCMR epochs at p = 1, out of --epochs")
@@ -86,23 +81,6 @@ def yaml_of(args, kind):
     models = [f"--model={enc(args.pair + '_student')}"] if kind == "logit_kd" else [
         f"--model={enc(args.pair + '_lcmr_student')}", f"--teacher_model={enc(args.pair + '_teacher')}"]
     return [f"hparams/speechocean762/{kind}.yaml", *models, f"--data_folder={args.data_folder}"]
-
-
-def run_once(folder, cmd, log_name):
-    """Runs ``cmd`` unless <folder>/results.json exists; returns (command text, seconds)."""
-    info = os.path.join(folder, "bench_command.json")
-    if not os.path.isfile(os.path.join(folder, "results.json")):
-        os.makedirs(folder, exist_ok=True)
-        t0 = time.time()
-        with open(os.path.join(folder, log_name), "a") as log:
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-        with open(info, "w") as f:
-            json.dump({"command": " ".join(cmd[1:]), "seconds": time.time() - t0}, f)
-    if not os.path.isfile(info):
-        return " ".join(cmd[1:]), 0.0
-    with open(info) as f:
-        d = json.load(f)
-    return d["command"], d["seconds"]
 
 
 def best_valid_f1(folder):
@@ -162,10 +140,7 @@ def common_args(args, teacher):
 
 def smoke_teacher(args):
     folder = os.path.join(args.results, "teacher")
-    run_once(folder, [sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={folder}",
-                      f"--data_folder={args.results}/demo", "--number_of_epochs=1", "--noprogressbar", *SMOKE_DATA],
-             "bench.log")
-    return folder
+    return demo_model(folder, f"{args.results}/demo", os.path.join(folder, "bench.log"))
 
 
 def student_rows(args, teacher):
@@ -177,7 +152,7 @@ def student_rows(args, teacher):
         cmd = [py, "train.py", *yaml_of(args, "logit_kd"), f"--output_folder={out}", f"--temperature={temperature}",
                f"--lam={lam}", f"--number_of_epochs={args.epochs}", *common_args(args, teacher)]
         name = "student w/o KD" if lam == 0 else f"+ logit KD T={temperature:g} λ={lam:g}"
-        yield (name, "logit KD (002)", out, *run_once(out, cmd, "bench.log"))
+        yield (name, "logit KD (002)", out, *run_once(out, cmd, os.path.join(out, "bench.log")))
     lcmr = [("constant", 1.0, False)] if not args.no_lcmr_baseline else []
     lcmr += [(s, args.p0, True) for s in args.schedulers]
     replacing = args.epochs - args.finetune_epochs
@@ -189,7 +164,7 @@ def student_rows(args, teacher):
                f"--strategy={args.strategy}", f"--init_student_from_teacher={init}",
                f"--replacing_epochs={replacing}", f"--finetune_epochs={args.finetune_epochs}", *common_args(args, teacher)]
         name = "LCMR student w/o KD (p = 1)" if not init else f"+ LCMR {sched} (p0={p0:g}, strategy {args.strategy})"
-        cmd_text, secs = run_once(out, cmd, "bench.log")
+        cmd_text, secs = run_once(out, cmd, os.path.join(out, "bench.log"))
         yield (name, "module replacing (003)", os.path.join(out, "student"), cmd_text, secs)
 
 
@@ -201,7 +176,7 @@ def prune_row(args, teacher, source, metric="mean_f1"):
            f"--epochs_per_round={args.prune_epochs_per_round}", f"--f1_tolerance={args.prune_tolerance}",
            f"--lr={args.lr / 10}", f"--latency_seconds={args.latency_seconds}",
            f"--latency_repeats={args.latency_repeats}", "--latency_batches=[1,32]", "--noprogressbar"]
-    cmd_text, secs = run_once(out, cmd, "bench.log")
+    cmd_text, secs = run_once(out, cmd, os.path.join(out, "bench.log"))
     with open(os.path.join(out, "prune_summary.json")) as f:
         s = json.load(f)
     extra = {"nonzero": s["nonzero_params"], "file_bytes": s["sparse_file_bytes"],
@@ -210,20 +185,10 @@ def prune_row(args, teacher, source, metric="mean_f1"):
     return out, cmd_text, secs, extra
 
 
-def hardware():
-    cpu = platform.processor() or platform.machine()
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"{cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            "no GPU")
-
-
 def write_table(args, rows, path):
     teacher = rows[0][3]
     lines = [f"# Compression on speechocean762-8k ({args.pair} pair{', SMOKE: demo corpus, not results' if args.smoke else ''})",
-             "", f"Hardware: {hardware()}. Students: {args.epochs} epochs (LCMR: {args.epochs - args.finetune_epochs} "
+             "", f"Hardware: {machine(f'torch {torch.__version__} ({torch.get_num_threads()} threads)')}. Students: {args.epochs} epochs (LCMR: {args.epochs - args.finetune_epochs} "
              f"replacing + {args.finetune_epochs} at p = 1), Adam lr {args.lr}, seed {args.seed}. Test: the "
              "teacher's test split, checkpoint of best validation mean F1. File: encoder + heads + feature "
              "statistics (torch.save; pruned: compressed sparse file). CPU forward time: features + encoder + "
@@ -252,10 +217,8 @@ def write_table(args, rows, path):
                   f"{'reached' if ok else 'not reached'}. Pruning {stop} (last good round {m['final_round']}, "
                   f"{100 * m['sparsity']:.0f}% of the pruned layers' weights zero)."]
     lines += ["", "Commands (repository root):", ""]
-    lines += [f"- `python {cmd.replace(ROOT + os.sep, '')}` ({secs / 60:.0f} min)" for _, _, _, _, cmd, secs in rows if cmd]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += [command_item(cmd, secs) for _, _, _, _, cmd, secs in rows if cmd]
+    write_markdown(path, lines)
 
 
 def main():
@@ -267,7 +230,7 @@ def main():
     if not os.path.isfile(os.path.join(teacher, "results.json")):
         sys.exit(f"error: {teacher}/results.json not found: train the teacher first (benchmarks/core_recipe.py)")
     path = (os.path.join(args.results, "compression_demo.md") if args.smoke
-            else os.path.join(ROOT, "benchmarks", f"compression_{args.pair}.md"))
+            else table_path(f"compression_{args.pair}.md"))
     teacher_cache = os.path.join(args.results, f"{args.pair}_teacher_metrics.json")
     rows = [("teacher", "core recipe (+CH)", teacher, measure(teacher, args, cache=teacher_cache), "", 0.0)]
     write_table(args, rows, path)

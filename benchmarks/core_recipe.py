@@ -2,23 +2,22 @@
 """Benchmark of the core recipe on speechocean762-8k: ECAPA and ResNet, "base" and "+CH".
 
 Trains (or resumes) each configuration with train.py, then writes
-benchmarks/core_recipe.md: P/R/F1 per task on the test split, hierarchy consistency,
+benchmarks/results/core_recipe.md: P/R/F1 per task on the test split, hierarchy consistency,
 and gender accuracy for children (< 20 y) and adults separately.
 
     python benchmarks/core_recipe.py [--epochs 10] [--lr 0.001] [--configs ecapa_cpu resnet_cpu]
 """
 
 import argparse
-import csv
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data", "speechocean762-8k")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import (ROOT, SO_DATA, TABLES, command_item, in_root, machine, read_csv,  # noqa: E402
+                               run_once, table_path, write_markdown)
+
+DATA = in_root(SO_DATA)
 
 
 def run(config, hierarchical, args):
@@ -28,28 +27,16 @@ def run(config, hierarchical, args):
            f"--hierarchical={hierarchical}", f"--output_folder={out}", f"--seed={args.seed}",
            f"--number_of_epochs={args.epochs}", f"--lr={args.lr}", f"--data_folder={args.data}",
            "--noprogressbar"]
-    info = os.path.join(out, "bench_command.txt")
-    if not os.path.isfile(os.path.join(out, "results.json")):
-        t0 = time.time()
-        with open(os.path.join(args.results, f"{config}_{hierarchical}.log"), "a") as log:
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-        with open(info, "w") as f:
-            f.write(f"{' '.join(cmd[1:])}\n{time.time() - t0:.0f}\n")
-    if not os.path.isfile(info):  # trained before this file existed
-        return out, " ".join(cmd[1:]), 0.0
-    with open(info) as f:
-        text, secs = f.read().splitlines()[:2]
-    return out, text, float(secs)
+    return (out, *run_once(out, cmd, os.path.join(args.results, f"{config}_{hierarchical}.log")))
 
 
 def child_adult_gender(out):
     """Gender accuracy for children (true age super-group "minor", < 16 y) and adults."""
     hits = {"child": [0, 0], "adult": [0, 0]}
-    with open(os.path.join(out, "predictions_test.csv")) as f:
-        for r in csv.DictReader(f):
-            k = "child" if r["age_sup_true"] == "minor" else "adult"
-            hits[k][0] += r["gender_true"] == r["gender_pred"]
-            hits[k][1] += 1
+    for r in read_csv(os.path.join(out, "predictions_test.csv")):
+        k = "child" if r["age_sup_true"] == "minor" else "adult"
+        hits[k][0] += r["gender_true"] == r["gender_pred"]
+        hits[k][1] += 1
     return {k: v[0] / max(v[1], 1) for k, v in hits.items()}
 
 
@@ -61,7 +48,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--results", default=os.path.join(ROOT, "results", "bench_core"))
-    ap.add_argument("--table", default=os.path.join(ROOT, "benchmarks", "core_recipe.md"))
+    ap.add_argument("--table", default=table_path("core_recipe.md"))
     args = ap.parse_args()
     if not os.path.isdir(args.data):
         sys.exit(f"speechocean762-8k not found at {args.data}")
@@ -74,7 +61,7 @@ def main():
                 res = json.load(f)["test"]
             rows.append((config, "+CH" if hier else "base", res, child_adult_gender(out), cmd, secs))
     lines = ["# Core recipe on speechocean762-8k (test split, 125 unseen speakers, 2,500 utterances)", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU. "
+             f"Machine: {machine()}. "
              f"Seed {args.seed}, one seed per row. Adam (lr and epochs in each command; x0.8 at epochs "
              "2, 6, 10), batch 12, 2 s crops, global feature normalisation; test on whole utterances "
              "with the checkpoint of best validation mean F1 (valid: 12 held-out train speakers). "
@@ -86,19 +73,16 @@ def main():
         lines.append(f"| {config} | {method} | " + " | ".join(cells) +
                      f" | {100 * r['hierarchy_consistency']:.1f} | {100 * ca['child']:.1f} | {100 * ca['adult']:.1f} |")
     lines += ["", "Commands (from the repository root):", ""]
-    lines += [f"- `python {cmd.replace(ROOT + os.sep, '')}`" + (f" ({secs / 60:.0f} min)" if secs > 60 else "")
-              for *_, cmd, secs in rows]
+    lines += [command_item(cmd, secs if secs > 60 else None) for *_, cmd, secs in rows]
     lines += ["", "resnet_cpu base was interrupted after epoch 1 and resumed by the same command with "
               "--number_of_epochs=3 (the schedule depends on the epoch only); its time is that of the resumed part."]
     lines += ["", "Age bins (hparams/labels/speechocean762.yaml): child 6-9, teen 10-15, young 16-24, adult 25+; "
               "super-groups minor / adult. Baseline with exactly these labels and split: "
-              "benchmarks/fbank_lr_baseline.md (logistic regression on utterance Fbank statistics).", "",
+              f"{TABLES}/fbank_lr_baseline.md (logistic regression on utterance Fbank statistics).", "",
               "Reference points from an earlier external measurement (same corpus, its own bins): logistic regression on fbank "
               "statistics gender macro-F1 0.71, child/adult 0.76, four age bins 0.45; a small ECAPA (C=256, "
               "8 epochs, constant lr, no augmentation) about 0.78, 0.82 and 0.58."]
-    with open(args.table, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.table, lines)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,13 @@ recipe's labels, bins and speaker-disjoint train/test split of speechocean762-8k
 """
 
 import argparse
-import csv
 import os
 import sys
 
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
@@ -24,6 +21,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from speechbrain.lobes.features import Fbank  # noqa: E402
 
+from benchmarks.common import ROOT, read_csv, table_path, write_markdown  # noqa: E402
 from recipes.data.audio import load_audio  # noqa: E402
 
 
@@ -45,7 +43,7 @@ def main():
     fbank = Fbank(sample_rate=8000, n_mels=80, f_max=4000)
     data = {}
     for split in ("train", "valid", "test"):
-        rows = list(csv.DictReader(open(os.path.join(args.manifests, f"{split}.csv"))))
+        rows = read_csv(os.path.join(args.manifests, f"{split}.csv"))
         sub = np.array([ls.sub_index(r["age"]) for r in rows])
         data[split] = (stats(rows, fbank), {"gender": np.array([ls.gender_index(r["gender"]) for r in rows]),
                                             "age_sup": np.array([ls.sup_index(s) for s in sub]), "age_sub": sub})
@@ -61,9 +59,7 @@ def main():
             "Same labels, bins (hparams/labels/speechocean762.yaml) and speaker split as the core recipe; "
             "80 log-mel means + stds per utterance, standardised, L2 logistic regression (C=0.1).\n\n"
             + "\n".join(lines) + "\n\nCommand: `python benchmarks/fbank_lr_baseline.py`\n")
-    with open(os.path.join(ROOT, "benchmarks", "fbank_lr_baseline.md"), "w") as f:
-        f.write(text)
-    print(text)
+    write_markdown(table_path("fbank_lr_baseline.md"), text)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
 """Cost of MKD: time of a training step of the student with teacher + mixup + KD against a
-plain student step (same model, batch, crops). Writes benchmarks/mkd_cost.md.
+plain student step (same model, batch, crops). Writes benchmarks/results/mkd_cost_<pair>.md.
 
     python benchmarks/mkd_cost.py --pair ecapa_cpu --teacher results/bench_core/ecapa_cpu_ch/1234
 """
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import ROOT, SO_DATA, machine, table_path, write_markdown  # noqa: E402
+
 os.chdir(ROOT)
 
 import speechbrain as sb  # noqa: E402
@@ -64,7 +64,7 @@ def time_interleaved(brains, batches, warmup=2):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default="ecapa_cpu", help="ecapa_cpu, resnet_cpu, ... (encoders/<pair>_student.yaml)")
-    ap.add_argument("--data_folder", default="../shared/data/speechocean762-8k", help="the speechocean762 folder")
+    ap.add_argument("--data_folder", default=SO_DATA, help="the speechocean762 folder")
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--steps", type=int, default=32)
     args = ap.parse_args()
@@ -88,8 +88,8 @@ def main():
     n_train = len(build_datasets(hp)["train"])
     epoch_steps = -(-n_train // hp["batch_size"])
     lines = [f"# Cost of MKD per training step ({args.pair} pair)", "",
-             f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads on {os.cpu_count()} CPU cores, "
-             f"no GPU. Batch {hp['batch_size']}, {hp['crop_seconds']} s crops, median of {args.steps - 2} steps "
+             f"Machine: {machine(f'{torch.get_num_threads()} torch threads')}. "
+             f"Batch {hp['batch_size']}, {hp['crop_seconds']} s crops, median of {args.steps - 2} steps "
              "after 2 warm-up steps (data loading excluded); the five set-ups take turns on every batch, so "
              "other load on the machine hits them alike.", "",
              "| training step | s/step | ratio to plain | one-off setup s | ratio incl. setup over 1 / 10 epochs |",
@@ -105,9 +105,7 @@ def main():
               "The last column adds the setup to the step compute only (data loading excluded), so it overstates "
               "the cost of the cache."]
     lines += ["", f"Command: `python benchmarks/mkd_cost.py --pair {args.pair} --teacher {os.path.relpath(args.teacher, ROOT)}`"]
-    with open(os.path.join(ROOT, "benchmarks", f"mkd_cost_{args.pair}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(table_path(f"mkd_cost_{args.pair}.md"), lines)
 
 
 if __name__ == "__main__":

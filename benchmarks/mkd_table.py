@@ -5,13 +5,13 @@ Teacher: a core-recipe output folder trained on the clean train split (default: 
 run of benchmarks/core_recipe.py). Students: same speakers through the telephone channel
 (band limit, mu-law, noise, packet loss) with 10% neighbour label noise; rows base /
 +MKD / +CH / +MKD+CH from hparams/speechocean762/mkd.yaml (student encoders/<pair>_student.yaml). Test: the degraded copy
-of the test split. Writes benchmarks/mkd_table.md.
+of the test split. Writes benchmarks/results/mkd_table_<pair>.md.
 
     python benchmarks/mkd_table.py --pair ecapa_cpu --epochs 6 --seeds 1234
     python benchmarks/mkd_table.py --corpus commonvoice --epochs 3 --rows +CH +MKD+CH \
         --teacher results/bench_cv/ge2e_ch_plain/1234 --skip_adapted_teacher
         (Common Voice: the frozen GE2E teacher of benchmarks/commonvoice.py's ge2e_ch_plain row;
-        writes benchmarks/mkd_table_commonvoice_<pair>.md)
+        writes benchmarks/results/mkd_table_commonvoice_<pair>.md)
 """
 
 import argparse
@@ -19,19 +19,16 @@ import csv
 import io
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
-import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
+from benchmarks.common import (CV_DATA, ROOT, SO_DATA, argv_without, cached_json, command_item, machine,  # noqa: E402
+                               read_csv, run_logged, script_command, table_path, write_markdown)
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
 from recipes.config.recipe_yaml import load_recipe  # noqa: E402
@@ -44,10 +41,10 @@ VARIANTS = {"adapt": {"teacher_adapt_norm": True}, "student-only heads": {"conca
 ROWS = [("base", False, False), ("+MKD", True, False), ("+CH", False, True), ("+MKD+CH", True, True)]
 # corpus -> (data folder, default teacher under results/, results folder, test / train description)
 CORPORA = {
-    "speechocean762": ("../shared/data/speechocean762-8k", "bench_core/{pair}_ch", "bench_mkd",
+    "speechocean762": (SO_DATA, "bench_core/{pair}_ch", "bench_mkd",
                        "the telephone-degraded copy of the test split (125 unseen speakers). Student training "
                        "data: the same 113 train speakers as the teacher"),
-    "commonvoice": ("../shared/data/commonvoice-sample-8k", "bench_cv/ge2e_ch_plain", "bench_mkd_cv",
+    "commonvoice": (CV_DATA, "bench_cv/ge2e_ch_plain", "bench_mkd_cv",
                     "the telephone-degraded copy of the Common Voice sample's test split (155 unseen speakers). "
                     "Student training data: the teacher's train split (1,259 speakers)"),
 }
@@ -87,22 +84,14 @@ def cached(path, compute, teacher, manifest):
     """(results, params) of a teacher evaluation on ``manifest``, kept in ``path`` (it takes
     long on CPU); made again when the teacher or the manifest is another."""
     key = {"teacher": os.path.abspath(teacher), "manifest": [os.path.abspath(manifest), os.path.getsize(manifest)]}
-    if os.path.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
-        if {k: saved.get(k) for k in key} == key:
-            return saved["results"], saved["params"]
-    res, params = compute()
-    with open(path, "w") as f:
-        json.dump({**key, "results": res, "params": params}, f)
-    return res, params
+    saved = cached_json(path, key, lambda: dict(zip(("results", "params"), compute())))
+    return saved["results"], saved["params"]
 
 
 def check_unseen(teacher, test_csv):
     """A teacher row on ``test_csv`` means something only if none of its test speakers trained it."""
     def speakers(path):
-        with open(path, newline="") as f:
-            return {r["spk_id"] for r in csv.DictReader(f)}
+        return {r["spk_id"] for r in read_csv(path)}
     seen = speakers(test_csv) & speakers(os.path.join(teacher, "manifests", "train.csv"))
     if seen:
         raise ValueError(f"{teacher} trained on {len(seen)} speaker(s) of {test_csv}: its row would not be a test")
@@ -181,12 +170,11 @@ def main():
         cmd = [sys.executable, "train.py", f"hparams/{args.corpus}/mkd.yaml", f"--model={student}",
                f"--data_folder={args.data_folder}", f"--teacher_folder={teacher}", f"--output_folder={out}", f"--number_of_epochs={args.epochs}",
                f"--lr={args.lr}", "--noprogressbar"] + [f"--{k}={v}" for k, v in extra.items()]
-        t0 = time.time()
+        seconds = 0.0
         if not os.path.isfile(os.path.join(out, "results.json")):
             os.makedirs(out, exist_ok=True)
-            with open(os.path.join(out, "bench.log"), "a") as log:
-                subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-        cmds.append((" ".join(cmd[1:]), time.time() - t0))
+            seconds = run_logged(cmd, os.path.join(out, "bench.log"))[1]
+        cmds.append((" ".join(cmd[1:]), seconds))
         with open(os.path.join(out, "results.json")) as f:
             return json.load(f)["test"]
 
@@ -225,9 +213,8 @@ def finetune(args, yaml_path, teacher, manifests, folders, train, table, cmds, t
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["path", "speaker", "gender", "age", "age_group", "id"])
-    with open(os.path.join(manifests, "test.csv")) as f:
-        for r in csv.DictReader(f):  # manifest paths are relative to the repository root
-            w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
+    for r in read_csv(os.path.join(manifests, "test.csv")):  # manifest paths are relative to the repository root
+        w.writerow([os.path.join(ROOT, r["wav"]), r["spk_id"], r["gender"], r["age"], r.get("age_group", ""), r["ID"]])
     old = None
     if os.path.isfile(csv_in):
         with open(csv_in, newline="") as g:
@@ -278,22 +265,14 @@ def fmt_mace(runs):
 
 def command_args():
     """This run's arguments without the --note paragraphs (they are printed below the table)."""
-    out, argv = [], sys.argv[1:]
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--note":
-            skip = True
-        elif not a.startswith("--note="):
-            out.append(a)
-    return out + (["--note ..."] if len(out) < len(argv) else [])
+    kept, cut = argv_without(sys.argv[1:], ("--note",))
+    return kept + (["--note ..."] if cut else [])
 
 
 def write_table(args, table, cmds, t_params):
     corpus_text = CORPORA[args.corpus][3]
     lines = [f"# Mixup KD on degraded {args.corpus} ({args.pair} student)", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch {torch.__version__}). "
+             f"Machine: {machine()} (torch {torch.__version__}). "
              f"Students: {args.epochs} epochs, Adam lr {args.lr}, batch 12, 2 s crops, seeds {args.seeds} (the column says how many per row) "
              "(mean±sd when several). Test: " + corpus_text + ", "
              "through the telephone channel, 10% neighbour age-label noise.", "",
@@ -316,15 +295,13 @@ def write_table(args, table, cmds, t_params):
               "telephone channel, no label noise); each student is scored on its test part (half the "
               "speakers) before and after "
               f"{args.epochs} epochs of fine-tuning on its train part (`--init_from`).", "",
-              f"Benchmark command: `python benchmarks/mkd_table.py {' '.join(command_args()).replace(ROOT + os.sep, '')}`. "
+              f"Benchmark command: `{script_command(__file__, *command_args())}`. "
               "Commands (repository root; a finished run is reused, so a short time means it was already there):", ""]
-    lines += [f"- `python {c.replace(ROOT + os.sep, '')}` ({s / 60:.0f} min)" for c, s in cmds]
+    lines += [command_item(c, s) for c, s in cmds]
     for note in args.note:
         lines += ["", note]
     name = f"mkd_table_{args.pair}.md" if args.corpus == "speechocean762" else f"mkd_table_{args.corpus}_{args.pair}.md"
-    with open(os.path.join(ROOT, "benchmarks", name), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(table_path(name), lines)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,20 @@
 """Speed of the neuron analysis of one task (paper 001) on a ~10k-neuron "ALL"
 representation over 5,000 utterances: probe, selectivity control, Algorithm 1 ranking,
 masking and the minimal-neuron-set search (one seed). Synthetic features with a planted
-class signal in 5% of the neurons. Writes benchmarks/probe_speed.md.
+class signal in 5% of the neurons. Writes benchmarks/results/probe_speed.md.
 
     python benchmarks/probe_speed.py
 """
 
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import machine, table_path, write_markdown  # noqa: E402
 from recipes.probing.analysis import neuron_analysis  # noqa: E402
 
 
@@ -34,7 +32,7 @@ def main(n=5000, d=10240, k=4):
                           (1, 5, 10, 15, 20, 25, 50, 75), delta=1.0)
     secs = time.time() - t0
     lines = ["# Neuron-analysis speed (paper 001, one task, one seed)", "",
-             f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPU cores, no GPU.",
+             f"Machine: {machine(f'{torch.get_num_threads()} torch threads')}.",
              f"Data: {n} utterances (4000 probe-train / 1000 test) x {d} neurons, {k} classes (synthetic).", "",
              "| step | result |", "|---|---|",
              f"| whole analysis (probe, shuffled-label control, Algorithm 1, masking, minimal set) | **{secs:.1f} s** |",
@@ -42,9 +40,7 @@ def main(n=5000, d=10240, k=4):
              f"| minimal neuron set | {res['minimal'][0]['percent']}% of neurons, acc {100 * res['minimal'][0]['acc_top']:.1f}% |",
              f"| masking top / bottom / random 20% | {100 * res['mask'][0]['top']:.1f} / {100 * res['mask'][0]['bottom']:.1f} / {100 * res['mask'][0]['random']:.1f}% |",
              "", "Goal: under 2 minutes on 2 CPU cores. Command: `python benchmarks/probe_speed.py`"]
-    with open(os.path.join(ROOT, "benchmarks", "probe_speed.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(table_path("probe_speed.md"), lines)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Committed probing reports (papers 000 / 001) for an ECAPA teacher, its MKD student
 and a random-init ECAPA: runs probe.py on each (extraction is cached, so a rerun only redoes
 what is missing) and copies report.md, the CSVs, results.json and probing.png to
-benchmarks/probing/<name>/. The summary against paper 001 is benchmarks/probing/README.md.
+benchmarks/results/probing/<name>/. The summary against paper 001 is benchmarks/results/probing/README.md.
 
     python benchmarks/probing_reports.py [--teacher results/bench_core/ecapa_cpu_ch/1234]
         [--student results/bench_mkd/ecapa_cpu_MKD_CH/1234] [--n_seeds 5]
@@ -14,7 +14,9 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import ROOT, table_path  # noqa: E402
+
 FILES = ("report.md", "layerwise.csv", "neurons.csv", "distribution.csv", "results.json", "probing.png")
 
 
@@ -47,7 +49,7 @@ def main():
             cmd = [sys.executable, "probe.py", "hparams/probe/speechocean762.yaml", f"--model_folder={folder}",
                    *common, *extra]
             subprocess.run(cmd, cwd=ROOT, check=True)
-        dest = os.path.join(ROOT, "benchmarks", "probing", name)
+        dest = table_path("probing", name)
         os.makedirs(dest, exist_ok=True)
         for f in FILES:
             shutil.copy(os.path.join(ROOT, out, f), dest)

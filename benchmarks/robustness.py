@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Robustness benchmark -> benchmarks/robustness.md (each part replaces its own section).
+"""Robustness benchmark -> benchmarks/results/robustness.md (each part replaces its own section).
 
 ``padding``: accuracy of a trained model on test clips as they are and padded before and
 after with 1-3 s (uniform, per side and per clip, seeded) of digital silence, of -60 dBFS
@@ -22,27 +22,24 @@ real commands and records what happens (exit code, message).
 """
 
 import argparse
-import csv
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import ROOT, demo_model, read_csv, script_command, table_path  # noqa: E402
 from recipes.data.audio import AudioError, load_audio  # noqa: E402
 from recipes.data.pipelines import label_tensors  # noqa: E402
 from recipes.data.speech import SpeechConfig  # noqa: E402
 from recipes.inference.interface import TASKS, SpeakerProfilerInterface  # noqa: E402
 from recipes.inference.windows import window_bounds  # noqa: E402
 
-MD = os.path.join(ROOT, "benchmarks", "robustness.md")
+MD = table_path("robustness.md")
 CONDITIONS = ("clean", "silence", "noise -60 dBFS", "noise -80 dBFS")
 RULES = ("window floor", "speech frames")
 
@@ -91,8 +88,7 @@ def window_floor_results(profiler, signals):
 
 
 def manifest_clips(path, limit):
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(path)
     rows = rows[:limit] if limit else rows
     folder = os.path.dirname(os.path.abspath(path))
     for r in rows:
@@ -165,11 +161,7 @@ def replace_section(key, text, path=MD):
 
 def smoke_model(work):
     """A 1-epoch demo model (as tests/conftest.py tiny_run): (model folder, test manifest)."""
-    out = os.path.join(work, "out")
-    subprocess.run([sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={out}",
-                    f"--data_folder={os.path.join(work, 'demo')}", "--demo_speakers_per_cell=3",
-                    "--demo_utts_per_speaker=3", "--number_of_epochs=1", "--noprogressbar"],
-                   cwd=ROOT, check=True, capture_output=True)
+    out = demo_model(os.path.join(work, "out"), os.path.join(work, "demo"), os.path.join(work, "train.log"))
     return out, os.path.join(out, "manifests", "test.csv")
 
 
@@ -201,9 +193,9 @@ def main(argv=None):
         t0 = time.time()
         table, n = padding_benchmark(args.model_folder, args.manifest, args.limit, args.seed)
         name = args.name or args.model_folder
-        command = "python benchmarks/robustness.py padding " + (
-            "--smoke" if args.smoke else f"--model_folder {args.model_folder} --manifest {args.manifest}"
-            + (f" --limit {args.limit}" if args.limit else ""))
+        command = script_command(__file__, "padding", "--smoke" if args.smoke else (
+            f"--model_folder {args.model_folder} --manifest {args.manifest}"
+            + (f" --limit {args.limit}" if args.limit else "")))
         text = padding_markdown(table, n, name, command, time.time() - t0)
     if out_md:
         replace_section(f"padding {name}", text, out_md)

@@ -1,4 +1,4 @@
-"""The "kind of input or fault -> what happens" table of benchmarks/robustness.md, measured.
+"""The "kind of input or fault -> what happens" table of benchmarks/results/robustness.md, measured.
 
 Every case runs the real command (infer.py, local/prepare_csv.py, train.py) in a temporary
 folder on the demo corpus and a 1-epoch demo model, and records the exit code and the
@@ -19,10 +19,10 @@ import time
 import numpy as np
 import soundfile as sf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.common import ROOT, demo_train_command
+
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-DEMO = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3", "--noprogressbar"]
 
 
 def run(cmd, timeout=600):
@@ -52,10 +52,6 @@ def last_message(text, code=None, keys=("resum", "refus", "warning", "dropped", 
 
 def short(text, work):
     return text.replace(work + os.sep, "").replace(work, "<tmp>").replace("|", "/")
-
-
-def train_cmd(out, data, *extra):
-    return [PY, "train.py", "hparams/demo.yaml", f"--output_folder={out}", f"--data_folder={data}", *DEMO, *extra]
 
 
 def audio_inputs(work, demo_wav):
@@ -186,13 +182,14 @@ def training_cases(work, data, model):
         first = list(csv.DictReader(f))[0]
     with open(os.path.join(man, "test.csv"), "a", newline="") as f:
         csv.DictWriter(f, fieldnames=list(first)).writerow({**first, "spk_id": "someone_else"})
-    code, so, se = run(train_cmd(os.path.join(work, "leak"), data, f"--manifest_folder={man}",
-                                 "--number_of_epochs=1"))
+    code, so, se = run(demo_train_command(os.path.join(work, "leak"), data, f"--manifest_folder={man}",
+                                          "--number_of_epochs=1"))
     out.append(("train.py: the same utterance ID in train and test", "python train.py hparams/demo.yaml "
                 "--manifest_folder=<edited manifests> ...", short(f"exit {code}: " + last_message(se + so, code), work)))
     # two runs on one output folder, started together
     both = os.path.join(work, "both")
-    cmd = train_cmd(both, data, f"--manifest_folder={os.path.join(model, 'manifests')}", "--number_of_epochs=2")
+    cmd = demo_train_command(both, data, f"--manifest_folder={os.path.join(model, 'manifests')}",
+                             "--number_of_epochs=2")
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)]
     time.sleep(3)
     procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -205,8 +202,8 @@ def training_cases(work, data, model):
     # kill -9 after the first checkpoint, then the same command; compared with an uninterrupted twin
     killed, twin = os.path.join(work, "killed"), os.path.join(work, "twin")
     man_arg = f"--manifest_folder={os.path.join(model, 'manifests')}"
-    run(train_cmd(twin, data, man_arg, "--number_of_epochs=3"))
-    proc = subprocess.Popen(train_cmd(killed, data, man_arg, "--number_of_epochs=3"), cwd=ROOT,
+    run(demo_train_command(twin, data, man_arg, "--number_of_epochs=3"))
+    proc = subprocess.Popen(demo_train_command(killed, data, man_arg, "--number_of_epochs=3"), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     save, t0 = os.path.join(killed, "save"), time.time()
     while proc.poll() is None and time.time() - t0 < 600:
@@ -216,7 +213,7 @@ def training_cases(work, data, model):
             break
         time.sleep(0.2)
     proc.wait()
-    code, so, se = run(train_cmd(killed, data, man_arg, "--number_of_epochs=3"))
+    code, so, se = run(demo_train_command(killed, data, man_arg, "--number_of_epochs=3"))
     same = None
     try:
         with open(os.path.join(killed, "results.json")) as a, open(os.path.join(twin, "results.json")) as b:
@@ -234,7 +231,7 @@ def faults_markdown():
     t0 = time.time()
     with tempfile.TemporaryDirectory() as work:
         model, data = os.path.join(work, "model"), os.path.join(work, "demo")
-        code, so, se = run(train_cmd(model, data, "--number_of_epochs=1"))
+        code, so, se = run(demo_train_command(model, data, "--number_of_epochs=1"))
         if code:
             raise RuntimeError("demo training failed:\n" + (so + se)[-3000:])
         wav = os.path.join(data, "wav", sorted(os.listdir(os.path.join(data, "wav")))[0])

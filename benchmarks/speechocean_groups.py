@@ -11,30 +11,20 @@ Used by benchmarks/commonvoice.py (cached per row and checkpoint); on its own:
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-SO_DATA = "../shared/data/speechocean762-8k"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import ROOT, SO_DATA, cached_json, in_root, read_csv  # noqa: E402
+
 SO_GROUPS = ("adult", "teen", "child")  # >= 20 y, 16-19 y, < 16 y
 
 
 def so_group(age):
     a = float(age)
     return "child" if a < 16 else "teen" if a < 20 else "adult"
-
-
-def in_root(path):
-    return path if os.path.isabs(path) else os.path.join(ROOT, path)
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def speechocean_manifest(results, so_data=SO_DATA):
@@ -128,17 +118,13 @@ def cached_speechocean(name, folder, manifest, results):
     cache = os.path.join(in_root(results), "speechocean762_scores", f"{name}.json")
     ckpt = best_checkpoint(str(folder)).path.name
     key = {"checkpoint": ckpt, "manifest": os.path.relpath(manifest, ROOT)}
-    if os.path.isfile(cache):
-        with open(cache) as f:
-            old = json.load(f)
-        if {k: old.get(k) for k in key} == key:
-            return old["scores"]
-    t0 = time.time()
-    scores = score_speechocean(folder, manifest)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(cache, "w") as f:
-        json.dump({**key, "seconds": round(time.time() - t0), "scores": scores}, f, indent=1)
-    return scores
+
+    def score():
+        t0 = time.time()
+        scores = score_speechocean(folder, manifest)
+        return {"seconds": round(time.time() - t0), "scores": scores}
+
+    return cached_json(cache, key, score, indent=1)["scores"]
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Speed benchmark: training throughput and inference real-time factor. Writes
-benchmarks/speed_<device>.md.
+benchmarks/results/speed_<cpu|gpu>.md.
 
 Training (utterances/s; batches of synthetic random audio built in memory, so data loading
 is excluded and no corpus is needed): the CPU teacher and student of --pair, the student
@@ -33,16 +33,16 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import ROOT, machine, script_command, table_path, write_markdown  # noqa: E402
+
 os.chdir(ROOT)
 
 import speechbrain as sb  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
+from benchmarks.speed_models import load_hparams, profiler_for, random_folder, yaml_paths  # noqa: E402
 from recipes.inference import deploy  # noqa: E402
-from recipes.compression.report import cpu_model  # noqa: E402
-from speed_models import load_hparams, profiler_for, random_folder, yaml_paths  # noqa: E402
 
 TRAIN_ROWS = ("teacher", "student", "student+MKD", "plain SB ECAPA, teacher size", "plain SB ECAPA, student size")
 RATIO_ROWS = ("loop ratio, teacher", "loop ratio, student")
@@ -213,12 +213,9 @@ def run_row(args):
 
 # ---- the table ----------------------------------------------------------------------------
 def hardware(device):
-    cpu = cpu_model()
-    line = (f"{cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, speechbrain {sb.__version__}")
-    if str(device).startswith("cuda"):
-        line += f", GPU {torch.cuda.get_device_name(0)}"
-    return line
+    gpu = f"GPU {torch.cuda.get_device_name(0)}" if str(device).startswith("cuda") else None
+    return machine(f"{torch.get_num_threads()} torch threads", f"torch {torch.__version__}",
+                   f"speechbrain {sb.__version__}", gpu=gpu)
 
 
 def child(args, kind, row):
@@ -248,7 +245,7 @@ def table(args, results):
              "model and batches; teacher and student: their steps interleaved in one process (robust to "
              "other load), student+MKD: against the plain student row. "
              "student+MKD runs the frozen teacher on every step (teacher_cache: False; with the cache the "
-             "steps cost about a plain student's, after a one-off pass: benchmarks/mkd_cost_*.md).", "",
+             "steps cost about a plain student's, after a one-off pass: benchmarks/results/mkd_cost_*.md).", "",
              f"| model | batch | s/step | utterances/s | ratio | {mem} |", "|---|---|---|---|---|---|"]
     train = results["train"]
     for row in TRAIN_ROWS:
@@ -274,8 +271,7 @@ def table(args, results):
     lines += ["", f"Memory: each row runs in its own process; the {mem} of a process that only imports "
               f"torch and speechbrain is {base:.0f} MB (included in every row)."]
     lines += goals(train, results["infer"])
-    cmd = " ".join(["python benchmarks/speed.py"] + sys.argv[1:]).replace(ROOT + os.sep, "")  # no machine paths
-    lines += ["", f"Command: `{cmd}`"]
+    lines += ["", f"Command: `{script_command(__file__, *sys.argv[1:])}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -323,7 +319,7 @@ def parse_args():
     ap.add_argument("--repeats", type=int, default=10, help="timed inference runs per batch size")
     ap.add_argument("--seconds", type=float, default=4.0, help="utterance length for inference")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 steps / repeats, 1 warm-up, 2 s")
-    ap.add_argument("--out", help="markdown file (default benchmarks/speed_<cpu|gpu>.md; --quick: a temp file)")
+    ap.add_argument("--out", help="markdown file (default benchmarks/results/speed_<cpu|gpu>.md; --quick: a temp file)")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -347,11 +343,9 @@ def main():
         print(f"inference: {row}", file=sys.stderr)
         results["infer"][row] = child(args, "infer", row)
     text = table(args, results)
-    default = os.path.join(ROOT, "benchmarks", f"speed_{'gpu' if gpu else 'cpu'}.md")
+    default = table_path(f"speed_{'gpu' if gpu else 'cpu'}.md")
     out = args.out or (os.path.join(tempfile.gettempdir(), "speed_quick.md") if args.quick else default)
-    with open(out, "w") as f:
-        f.write(text)
-    print(text)
+    write_markdown(out, text)
 
 
 if __name__ == "__main__":

@@ -19,30 +19,25 @@ but then the final models are the most pruned ones).
         --source results/speechocean762/ecapa_cpu_logit_kd/1234 \\
         --row "logit-KD student=results/speechocean762/ecapa_cpu_logit_kd/1234" \\
         --row "magnitude-pruned=results/speechocean762/ecapa_cpu_logit_kd/1234/pruned" \\
-        --out benchmarks/compression_ecapa_cpu_structured.md
+        --out benchmarks/results/compression_ecapa_cpu_structured.md
     python benchmarks/structured_pruning.py --smoke   # demo corpus, 1-epoch model, 2 rounds (a check, no numbers)
 """
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from recipes.compression.report import count_params, cpu_model, dense_file_bytes, forward_latency  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from benchmarks.common import (TABLES, argv_without, demo_model, machine, read_csv, run_logged,  # noqa: E402
+                               script_command, write_markdown)
+from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.inference.model import ProfilerModel  # noqa: E402
-
-TASKS = ("gender", "age_sup", "age_sub")
-SMOKE_DATA = ["--demo_speakers_per_cell=3", "--demo_utts_per_speaker=3"]
+from recipes.labels import TASKS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,7 +51,7 @@ def parse_args(argv=None):
                     help="a prune.py override, e.g. --prune_args=--max_rounds=5 (repeatable); other unknown "
                          "--key=value arguments are passed to prune.py as well")
     ap.add_argument("--results", default="results/bench_structured", help="pruned folders go here")
-    ap.add_argument("--out", default="benchmarks/compression_structured.md")
+    ap.add_argument("--out", default=f"{TABLES}/compression_structured.md")
     ap.add_argument("--latency_seconds", type=float, default=4.0)
     ap.add_argument("--latency_repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
@@ -80,24 +75,9 @@ def parse_args(argv=None):
     return args
 
 
-def timed(cmd, log):
-    """Runs ``cmd`` (output to ``log``); returns its wall time in seconds."""
-    t0 = time.time()
-    with open(log, "w") as f:
-        res = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if res.returncode:
-        sys.exit(f"error: {' '.join(cmd)} failed, see {log}")
-    return time.time() - t0
-
-
 def smoke_model(args):
-    folder = os.path.join(args.results, "model")
-    cmd = [sys.executable, "train.py", "hparams/demo.yaml", f"--output_folder={folder}",
-           f"--data_folder={args.results}/demo", "--number_of_epochs=1", "--noprogressbar", *SMOKE_DATA]
-    if not os.path.isfile(os.path.join(folder, "results.json")):
-        os.makedirs(args.results, exist_ok=True)
-        timed(cmd, os.path.join(args.results, "train.log"))
-    return folder
+    folder, data = os.path.join(args.results, "model"), f"{args.results}/demo"
+    return demo_model(folder, data, os.path.join(args.results, "train.log"))
 
 
 def prune_rows(args, source):
@@ -114,7 +94,7 @@ def prune_rows(args, source):
             with open(done) as f:
                 seconds = float(f.read())
         else:
-            seconds = timed(cmd, os.path.join(args.results, f"structured_{criterion}.log"))
+            seconds = run_logged(cmd, os.path.join(args.results, f"structured_{criterion}.log"), mode="w")[1]
             with open(done, "w") as f:
                 f.write(f"{seconds:.1f}\n")
         name = "structurally pruned (" + ("probe-guided" if criterion == "probe" else f"{criterion} norm") + ")"
@@ -170,19 +150,17 @@ def verdict(fewer, speed, loss):
     return "reached" if not missed else "MISSED (" + ", ".join(missed) + ")"
 
 
-def machine():
+def hardware():
     """CPU model, cores, GPU or none (the table's hardware line)."""
-    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+    return machine(gpu, f"torch {torch.__version__}", gpu=None)
 
 
 def rounds_table(pruned):
     """Valid F1 of each criterion after every round (same schedule: same sizes)."""
     per = {}
     for name, folder, _, _ in pruned:
-        with open(os.path.join(folder, "pruning_rounds.csv")) as f:
-            per[name] = {int(r["round"]): r for r in csv.DictReader(f)}
+        per[name] = {int(r["round"]): r for r in read_csv(os.path.join(folder, "pruning_rounds.csv"))}
     rounds = sorted({r for v in per.values() for r in v})
     names = list(per)
     lines = ["| round | level | " + " | ".join(f"{n}: params removed, valid mean F1" for n in names) + " |",
@@ -197,12 +175,8 @@ def rounds_table(pruned):
 
 def table_command(argv):
     """The benchmark's own arguments, quoted, without the --step / --note texts listed above."""
-    kept, skip = [], False
-    for a in argv:
-        if not skip and a.split("=", 1)[0] not in ("--step", "--note"):
-            kept.append(a)
-        skip = a in ("--step", "--note")
-    return shlex.join(kept) + (" (+ the --step and --note texts above)" if len(kept) < len(argv) else "")
+    kept, cut = argv_without(argv, ("--step", "--note"))
+    return shlex.join(kept) + (" (+ the --step and --note texts above)" if cut else "")
 
 
 def write_table(args, m, ref_name, pruned, commands):
@@ -222,7 +196,7 @@ def write_table(args, m, ref_name, pruned, commands):
     lines = [f"# Structured pruning on CPU{' (SMOKE: demo corpus, numbers mean nothing)' if args.smoke else ''}", "",
              f"Speed-ups: the reference's median forward time over each model's ({args.latency_seconds} s "
              f"utterances, features + encoder + heads, {torch.get_num_threads()} threads, "
-             f"{args.latency_repeats} interleaved passes in one process; {machine()}); "
+             f"{args.latency_repeats} interleaved passes in one process; {hardware()}); "
              "reference times: " + ", ".join(f"batch {b}: {1e3 * ref['latency_s'][str(b)]:.1f} ms" for b in args.batches)
              + ". Goal: >= 10x fewer non-zero parameters than the reference, >= 2x faster at every batch "
              "size, <= 2 F1 points lost on every task (test split).", "", *head, "",
@@ -237,11 +211,8 @@ def write_table(args, m, ref_name, pruned, commands):
         name, seconds, cmd = step.split("|", 2)
         lines.append(f"- {name}: `{cmd}` ({float(seconds) / 60:.1f} min)")
     lines += [f"- {name}: `{cmd}` ({seconds / 60:.1f} min)" for name, cmd, seconds in commands]
-    lines += [f"- this table: `python benchmarks/structured_pruning.py {table_command(sys.argv[1:])}`"]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return "\n".join(lines)
+    lines += [f"- this table: `{script_command(__file__, table_command(sys.argv[1:]))}`"]
+    return write_markdown(args.out, lines, echo=False)
 
 
 def main(argv=None):
@@ -262,9 +233,10 @@ def main(argv=None):
 
 def magnitude_smoke(args, source):
     out = os.path.join(args.results, "magnitude")
-    timed([sys.executable, "prune.py", "hparams/demo_prune.yaml", f"--model_folder={source}", f"--output_folder={out}",
+    cmd = [sys.executable, "prune.py", "hparams/demo_prune.yaml", f"--model_folder={source}", f"--output_folder={out}",
            "--max_rounds=1", "--f1_tolerance=1.0", "--noprogressbar", "--latency_batches=[1]", "--latency_seconds=1.0",
-           "--latency_repeats=1"], os.path.join(args.results, "magnitude.log"))
+           "--latency_repeats=1"]
+    run_logged(cmd, os.path.join(args.results, "magnitude.log"), mode="w")
     return out
 
 

@@ -5,16 +5,13 @@ goals met / missed)."""
 import csv
 import json
 import os
-import sys
 
 import pytest
 from sklearn.metrics import f1_score
 
+from benchmarks import commonvoice as bench
+from benchmarks import speechocean_groups as so
 from conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import commonvoice as bench  # noqa: E402
-import speechocean_groups as so  # noqa: E402
 
 AGES = ["7", "12", "17", "19", "25", "50"]  # child, child, teen, teen, adult, adult
 

@@ -2,14 +2,12 @@
 (fake measurements, no training)."""
 
 import argparse
-import os
 import sys
 import types
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-import structured_pruning as bench  # noqa: E402
+from benchmarks import structured_pruning as bench
 
 
 def test_verdict_names_every_missed_part():
