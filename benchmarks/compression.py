@@ -72,15 +72,15 @@ def parse_args():
 
 def yaml_of(args, kind):
     """hparams file of a method (kind: logit_kd, lcmr, prune) and the options that choose the pair's
-    encoders and the corpus (pruning: the sparsity schedule the published table used)."""
+    student encoder and the corpus (pruning: the sparsity schedule the published table used); the
+    teacher's architecture comes from --teacher_folder."""
     if args.smoke:
         return [f"hparams/demo_{kind}.yaml"]
     if kind == "prune":
         return ["hparams/speechocean762/prune_sparsity.yaml"]
-    enc = "!include:../encoders/{}.yaml".format
-    models = [f"--model={enc(args.pair + '_student')}"] if kind == "logit_kd" else [
-        f"--model={enc(args.pair + '_lcmr_student')}", f"--teacher_model={enc(args.pair + '_teacher')}"]
-    return [f"hparams/speechocean762/{kind}.yaml", *models, f"--data_folder={args.data_folder}"]
+    student = f"{args.pair}_student" if kind == "logit_kd" else f"{args.pair}_lcmr_student"
+    return [f"hparams/speechocean762/{kind}.yaml", f"--model=!include:../encoders/{student}.yaml",
+            f"--data_folder={args.data_folder}"]
 
 
 def best_valid_f1(folder):
