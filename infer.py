@@ -23,7 +23,7 @@ import sys
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
 from recipes.inference.interface import SpeakerProfilerInterface
-from recipes.inference.records import UNSET, input_error, json_row, overrides_from, table_row, threshold
+from recipes.inference.records import UNSET, json_row, non_negative, overrides_from, positive, table_row, threshold
 
 
 def parse_args(argv):
@@ -31,17 +31,17 @@ def parse_args(argv):
     ap.add_argument("folder", help="output folder of train.py, or a folder written by export.py")
     ap.add_argument("files", nargs="+")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--window", type=float, default=UNSET,
+    ap.add_argument("--window", type=positive(float), default=UNSET,
                     help="window length in seconds (default: the folder's YAML, 4.0)")
-    ap.add_argument("--hop", type=float, default=UNSET, help="hop between windows in seconds (default 2.0)")
+    ap.add_argument("--hop", type=positive(float), default=UNSET, help="hop between windows in seconds (default 2.0)")
     ap.add_argument("--silence-db", type=threshold, default=UNSET,
                     help="frames this many dB below the file's loudest frame are non-speech; 'off' "
                          "(default: the folder's speech.threshold_db, 40)")
     ap.add_argument("--floor-dbfs", type=threshold, default=UNSET,
                     help="frames below this RMS level (dBFS) are non-speech; 'off' (default: speech.floor_dbfs, -60)")
-    ap.add_argument("--min-speech", type=float, default=UNSET,
+    ap.add_argument("--min-speech", type=non_negative, default=UNSET,
                     help="seconds of speech below which a file is 'silent' (default: speech.min_speech_seconds, 0.5)")
-    ap.add_argument("--batch", type=int, default=UNSET, help="windows per forward pass (default 32)")
+    ap.add_argument("--batch", type=positive(int), default=UNSET, help="windows per forward pass (default 32)")
     ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
     return ap.parse_args(argv)
@@ -59,12 +59,11 @@ def main(argv=None):
         age = "\tage_years" if getattr(profiler.model.heads, "age", None) is not None else ""
         print(f"file\tgender\tp\tage_sup\tp\tage_sub\tp{age}\tspeech_windows")
     for path in args.files:
-        error = input_error(path)
-        if error is None:
-            try:
-                res = profiler.classify_file(path)
-            except AudioError as err:
-                error = str(err)
+        error = None
+        try:
+            res = profiler.classify_file(path)
+        except AudioError as err:  # missing, a directory, unreadable, NaN samples: the file's record
+            error = str(err)
         if error is not None:
             print(f"{path}\terror: {error}", file=sys.stderr)
             if args.json:

@@ -25,6 +25,7 @@ Usage: python local/prepare_csv.py input.csv out_folder [--labels hparams/labels
 
 import argparse
 import csv
+import io
 import logging
 import math
 import os
@@ -32,7 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recipes.data.manifest import ManifestError, check_speaker_disjoint, write_manifest  # noqa: E402
+from recipes.data.manifest import ManifestError, check_speaker_disjoint, read_text, write_manifest  # noqa: E402
 from recipes.data.prep_record import clear_record, make_record, why_prepare, write_record  # noqa: E402
 from recipes.data.screening import (add_screening_args, screen_rows, speech_from_args,  # noqa: E402
                                     write_dropped)
@@ -94,7 +95,7 @@ def read_input_csv(input_csv, label_space=None, skip_bad=False, dropped=None):
     if not os.path.isfile(input_csv):
         raise ManifestError(f"{input_csv}: file not found")
     base = os.path.dirname(os.path.abspath(input_csv))
-    with open(input_csv, newline="", encoding="utf-8-sig") as f:  # -sig: accept a BOM
+    with io.StringIO(read_text(input_csv), newline="") as f:  # UTF-8 (a BOM accepted), else a clear error
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         reader.fieldnames = header
@@ -127,6 +128,7 @@ def read_input_csv(input_csv, label_space=None, skip_bad=False, dropped=None):
                              "gender": r["gender"].strip(), "age": (r.get("age") or "").strip(),
                              "age_group": (r.get("age_group") or "").strip(),
                              "channel": (r.get("channel") or "").strip()}))
+    rows = drop_conflicting_genders(rows, input_csv, errors)
     if errors and not skip_bad:
         lines = [f"{input_csv}, row {n}: {msg}" for n, _, _, _, msg in errors]
         more = f"\n... and {len(lines) - 20} more" if len(lines) > 20 else ""
@@ -136,6 +138,21 @@ def read_input_csv(input_csv, label_space=None, skip_bad=False, dropped=None):
         if dropped is not None:
             dropped.append({"source": input_csv, "row": n, "ID": uid, "wav": wav, "reason": reason, "detail": msg})
     return rows
+
+
+def drop_conflicting_genders(rows, input_csv, errors):
+    """Rows of speakers whose rows disagree on the gender are errors (one per such speaker,
+    naming the first rows of two genders); the other rows are returned."""
+    first = {}
+    for n, row in rows:
+        first.setdefault(row["spk_id"], {}).setdefault(row["gender"].lower(), (n, row["gender"]))
+    bad = {spk: seen for spk, seen in first.items() if len(seen) > 1}
+    for spk, seen in bad.items():
+        (n1, g1), (n2, g2) = sorted(seen.values())[:2]
+        n_rows = sum(1 for _, r in rows if r["spk_id"] == spk)
+        errors.append((n2, "", "", "label", f"speaker {spk!r} has gender {g1!r} at row {n1} and {g2!r} at row {n2} "
+                       f"(conflicting labels: its {n_rows} row(s) are left out with --skip_bad)"))
+    return [(n, r) for n, r in rows if r["spk_id"] not in bad]
 
 
 def strat_key_for(label_space=None):

@@ -9,6 +9,8 @@ and moved into place with one atomic rename once all its files are on disk.
 uninterrupted one exactly.
 """
 
+import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -124,3 +126,49 @@ class RandomState:
 
 
 register_checkpoint_hooks(RandomState, save_on_main_only=False)  # every rank joins the gather
+
+
+class DataChangedError(ValueError):
+    """A run's checkpoints were trained on other manifests than the ones it would resume on."""
+
+
+class DataRecord:
+    """What a checkpoint was trained on: the SHA-256 of each manifest of every split (the
+    recipe's corpus and any pooled ones), saved in every checkpoint (``data.ckpt``) and checked
+    when one is loaded. A run whose data changed (another ``--input_csv`` into the same output
+    folder, a re-prepared corpus) is refused instead of resuming, or testing, a model trained
+    on other data. ``manifests``: a function returning {split: [paths]}."""
+
+    def __init__(self, manifests):
+        self.manifests = manifests
+
+    def fingerprint(self):
+        out = {}
+        for split, paths in self.manifests().items():
+            for i, path in enumerate(paths):
+                with open(path, "rb") as f:
+                    out[f"{split}[{i}]"] = {"file": os.path.basename(os.path.dirname(os.path.abspath(path)))
+                                            + "/" + os.path.basename(path),
+                                            "sha256": hashlib.sha256(f.read()).hexdigest()}
+        return out
+
+    @mark_as_saver
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.fingerprint(), f, indent=1)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch):
+        with open(path) as f:
+            saved = json.load(f)
+        now = self.fingerprint()
+        changed = [v["file"] for k, v in now.items() if saved.get(k, {}).get("sha256") != v["sha256"]]
+        changed += [v["file"] for k, v in saved.items() if k not in now]
+        if changed:
+            raise DataChangedError(
+                f"the checkpoint {os.path.dirname(path)} was trained on other data: {', '.join(changed)} "
+                "changed since (another corpus or CSV prepared into the same output folder?). Train into "
+                "another --output_folder, or move the old save/ folder away to start afresh here")
+
+
+register_checkpoint_hooks(DataRecord)

@@ -17,7 +17,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from torch.nn.parallel import DistributedDataParallel
 
 from recipes.age import AGE_KEY
-from recipes.checkpoint import RandomState
+from recipes.checkpoint import DataRecord, RandomState
 from recipes.embedding_cache import (BrainEmbedder, cached_batch, cached_embeddings, is_frozen, manifests_key,
                                      settings_key, skip_cached_audio, whole_utterance_loader)
 from recipes.evaluation.metrics import PredictionCollector, compute_results, mean_f1
@@ -48,6 +48,9 @@ class ProfilingBrain(sb.Brain):
         if self.checkpointer is not None and "random_state" not in self.checkpointer.recoverables:
             self.random_state = RandomState()  # optional: older checkpoints still load
             self.checkpointer.add_recoverable("random_state", self.random_state, optional_load=True)
+        if self.checkpointer is not None and "data" not in self.checkpointer.recoverables:
+            # what each checkpoint was trained on; optional: older checkpoints still load
+            self.checkpointer.add_recoverable("data", DataRecord(self._manifests), optional_load=True)
 
     @mark_as_saver
     def _save(self, path):
@@ -117,11 +120,15 @@ class ProfilingBrain(sb.Brain):
             if not self.train_reads_audio:
                 skip_cached_audio(getattr(self, "_train_dataset", None), self.frozen_cache)
 
-    def _train_csvs(self):
-        """The training manifests: the recipe's corpus, then any pooled corpora."""
+    def _manifests(self):
+        """split -> the manifests of this run (the recipe's corpus, then any pooled corpora)."""
         return pooled_manifest_paths({"manifest_folder": self.hparams.manifest_folder,
                                       "pooled_manifest_folders": getattr(self.hparams, "pooled_manifest_folders",
-                                                                         None)})["train"]
+                                                                         None)})
+
+    def _train_csvs(self):
+        """The training manifests: the recipe's corpus, then any pooled corpora."""
+        return self._manifests()["train"]
 
     def _whole_train_loader(self):
         """The training utterances, whole, through the (deterministic) training channel."""

@@ -17,14 +17,16 @@ import sys
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
+from recipes.checkpoint import DataChangedError
 from recipes.config.options import OptionError
+from recipes.config.resume import ResumeError, check_resumed_options
 from recipes.config.recipe_yaml import load_checked, save_hyperparams
 from recipes.config.run_lock import RunLockError, lock_output_folder
 from recipes.data.manifest import ManifestError
 from recipes.labels import LabelError
 
 # errors that mean "bad input": their message says what and where, a traceback would not help
-BAD_INPUT = (ManifestError, LabelError, RunLockError, OptionError)
+BAD_INPUT = (ManifestError, LabelError, RunLockError, OptionError, DataChangedError, ResumeError)
 # ... and, for a script that reads a trained folder, a missing folder or file and a bad value
 BAD_FOLDER = BAD_INPUT + (FileNotFoundError, ValueError)
 
@@ -64,6 +66,7 @@ def start_output(run):
     resolved recipe as hyperparams.yaml. Returns the folder."""
     out = run.output_folder
     run.lock = lock_output_folder(out)
+    check_resumed_options(run.hparams_file, run.overrides, run.hparams)  # before hyperparams.yaml is rewritten
     sb.create_experiment_directory(experiment_directory=out, overrides=run.overrides)
     run_on_main(save_hyperparams, args=[run.hparams_file, run.overrides, out])
     return out

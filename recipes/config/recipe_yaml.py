@@ -26,7 +26,7 @@ import os
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
-from recipes.config.options import check_options
+from recipes.config.options import OptionError, check_options, parse_overrides
 
 EXTENDS = "extends"
 INCLUDE = "!include:"
@@ -156,5 +156,11 @@ def load_checked(hparams_file, overrides=None):
     with open(hparams_file) as f:
         own = ruamel.yaml.YAML().load(f) or {}
     with open_recipe(hparams_file) as f:
-        check_options(f.read(), overrides, source=hparams_file, own_keys=list(own))
+        text = f.read()
+    check_options(text, overrides, source=hparams_file, own_keys=list(own))
+    missing = [k for k, v in (ruamel.yaml.YAML().load(text) or {}).items()
+               if getattr(getattr(v, "tag", None), "value", None) == "!PLACEHOLDER" and k not in parse_overrides(overrides)]
+    if missing:
+        raise OptionError(f"{hparams_file} needs a value for " + ", ".join(f"--{k}=<...>" for k in missing)
+                          + " (a !PLACEHOLDER in the recipe: pass it on the command line)")
     return load_recipe(hparams_file, overrides)

@@ -31,8 +31,21 @@ def audio_info(path):
     return info.frames / float(info.samplerate), info.samplerate, info.channels
 
 
+def path_problem(path):
+    """Why ``path`` cannot be an audio input before reading it (None when it is a file): the
+    words every entry point uses."""
+    if os.path.isdir(path):
+        return f"{path} is a directory, not an audio file"
+    if not os.path.exists(path):
+        return f"{path} not found"
+    return None
+
+
 def load_audio(path, sample_rate, start_s=None, dur_s=None):
     """Float32 mono tensor at ``sample_rate``; optionally a segment [start_s, start_s+dur_s)."""
+    problem = path_problem(path)
+    if problem:
+        raise AudioError(problem)
     try:
         with sf.SoundFile(path) as f:
             native = f.samplerate

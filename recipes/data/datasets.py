@@ -8,7 +8,7 @@ import os
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
 
-from recipes.data.manifest import check_speaker_disjoint, validate_manifest
+from recipes.data.manifest import ManifestError, check_speaker_disjoint, validate_manifest
 from recipes.data.pipelines import make_dataset
 from recipes.data.sampling import balanced_sampler, class_counts
 
@@ -45,6 +45,10 @@ def build_datasets(hparams):
         corpus_rows = {}
         for split, path in paths.items():
             corpus_rows[split] = validate_manifest(path, ls, missing_labels=missing)
+            if not corpus_rows[split]:
+                raise ManifestError(f"{path}: the {split} split has no utterance; prepare the corpus with more "
+                                    "speakers or other split ratios (a model cannot be trained, validated or "
+                                    "tested on an empty split)")
             rows[split] += corpus_rows[split]
             logger.info("%s: %d utterances, %d speakers", path, len(corpus_rows[split]),
                         len({r['spk_id'] for r in corpus_rows[split]}))

@@ -6,6 +6,7 @@ optional. Errors name the file and the row (1-based, header = row 1).
 """
 
 import csv
+import io
 import math
 import os
 
@@ -23,12 +24,27 @@ MISSING_LABELS = ("error", "mask")
 FIRST_ROW = 2  # line number of a CSV's first data row (line 1 is the header)
 
 
+def read_text(path):
+    """The text of a UTF-8 file (a BOM is accepted); another encoding is a ManifestError naming
+    the file, the row and the byte, and saying how to convert it."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        row = raw[:err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ManifestError(f"{path}, row {row}, column {col}: byte 0x{raw[err.start]:02x} is not UTF-8 text: "
+                            f"save the file as UTF-8 (for a Latin-1 file: iconv -f latin1 -t utf-8 "
+                            f"{os.path.basename(path)} > utf8.csv)") from None
+
+
 def read_rows(csv_path, missing_labels="error"):
     """List of (row_number, dict) of a CSV, with a clear error on missing columns; with
     ``missing_labels="mask"`` a corpus may lack the gender or the age columns."""
     if not os.path.isfile(csv_path):
         raise ManifestError(f"{csv_path}: manifest not found")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: accept a BOM
+    with io.StringIO(read_text(csv_path), newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         needed = REQUIRED if missing_labels == "error" else [c for c in REQUIRED if c != "gender"]

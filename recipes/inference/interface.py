@@ -44,6 +44,17 @@ from recipes.labels import TASKS
 
 
 
+def check_options(hp):
+    """The windowing options, checked once at load (a zero hop would never end)."""
+    for key in ("window_seconds", "hop_seconds"):
+        value = getattr(hp, key)
+        if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+            raise ValueError(f"{key} must be a number of seconds above 0, got {value!r}")
+    batch = hp.window_batch_size
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"window_batch_size must be an integer >= 1, got {batch!r}")
+
+
 def consistent_age_pair(p_sup, p_sub, parent):
     """(sup index, sub index) maximising p_sup[parent[sub]] * p_sub[sub]: the best-scoring
     pair that respects the hierarchy (the raw argmax pair whenever that one is consistent)."""
@@ -81,6 +92,7 @@ class SpeakerProfilerInterface(Pretrained):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        check_options(self.hparams)
         self.sample_rate = self.hparams.sample_rate
         ls = self.hparams.label_space
         self.label_space = ls
@@ -121,11 +133,26 @@ class SpeakerProfilerInterface(Pretrained):
     # ---- public API ----------------------------------------------------------------------
     def classify_file(self, path):
         """Result dict for one audio file (any rate; stereo is downmixed)."""
-        return self.classify_files([path])[0]
+        return self.classify_files([path], errors="raise")[0]
 
-    def classify_files(self, paths):
-        """Result dicts for audio files (recipes.data.audio.AudioError if one is unreadable)."""
-        return self.classify_signals([load_audio(p, self.sample_rate) for p in paths], names=paths)
+    def classify_files(self, paths, errors="record"):
+        """Result dicts for audio files, in order. A file that cannot be read (missing, a
+        directory, unreadable, NaN / inf samples) gives ``{"file": path, "error": message}``
+        and the others are still profiled; ``errors="raise"``: its AudioError is raised."""
+        if errors not in ("record", "raise"):
+            raise ValueError(f"classify_files: errors must be 'record' or 'raise', got {errors!r}")
+        results, signals, kept = [None] * len(paths), [], []
+        for i, path in enumerate(paths):
+            try:
+                signals.append(load_audio(path, self.sample_rate))
+                kept.append(i)
+            except AudioError as err:
+                if errors == "raise":
+                    raise
+                results[i] = {"file": str(path), "error": str(err)}
+        for i, res in zip(kept, self.classify_signals(signals, names=[paths[i] for i in kept])):
+            results[i] = res
+        return results
 
     def classify_batch(self, wavs, wav_lens=None, sample_rate=None):
         """wavs (batch, samples) or (samples,); wav_lens: relative lengths (1.0 = whole row);

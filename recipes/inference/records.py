@@ -1,8 +1,9 @@
 """What infer.py prints: a table row or a JSON record per input, the reason an input cannot
 be read, and the interface options its command line sets."""
 
+import argparse
 import json
-import os
+import math
 
 from recipes.labels import TASKS
 
@@ -12,6 +13,22 @@ UNSET = object()  # option not given: the folder's YAML value
 def threshold(value):
     """A dB value, or 'off' (None)."""
     return None if value.lower() in ("off", "none") else float(value)
+
+
+def positive(kind, allow_zero=False):
+    """An argparse type: a finite number of ``kind`` (int or float) above 0 (or 0 too)."""
+    def parse(value):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{value} must be a finite number {'>= 0' if allow_zero else 'above 0'}")
+        return number
+    return parse
+
+
+non_negative = positive(float, allow_zero=True)
 
 
 def overrides_from(args):
@@ -42,15 +59,6 @@ def table_row(path, res):
     note = (f"\thierarchy-adjusted (raw: {res['age_sup_raw']} / {res['age_sub_raw']})"
             if res["hierarchy_adjusted"] else "")
     return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"]) + note
-
-
-def input_error(path):
-    """Why ``path`` cannot be an audio input (None when it is a file)."""
-    if os.path.isdir(path):
-        return f"{path} is a directory, not an audio file"
-    if not os.path.exists(path):
-        return f"{path} not found"
-    return None
 
 
 def json_row(path, res, with_embedding):
