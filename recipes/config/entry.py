@@ -12,6 +12,7 @@ a run that writes takes the output folder's lock (recipes/config/run_lock.py).
 
 import dataclasses
 import os
+import shutil
 import sys
 
 import speechbrain as sb
@@ -68,8 +69,20 @@ def start_output(run):
     run.lock = lock_output_folder(out)
     check_resumed_options(run.hparams_file, run.overrides, run.hparams)  # before hyperparams.yaml is rewritten
     sb.create_experiment_directory(experiment_directory=out, overrides=run.overrides)
+    run_on_main(keep_entry_script, args=[out])
     run_on_main(save_hyperparams, args=[run.hparams_file, run.overrides, out])
     return out
+
+
+def keep_entry_script(out):
+    """SpeechBrain copies the file that called create_experiment_directory into the output
+    folder (this one): the entry script that ran (train.py, prune.py, ...) is kept instead."""
+    copied = os.path.join(out, os.path.basename(__file__))
+    if os.path.isfile(copied):
+        os.remove(copied)
+    script = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if script.endswith(".py") and os.path.isfile(script):
+        shutil.copy(script, out)
 
 
 def guarded(main, argv, errors=BAD_INPUT):
