@@ -78,3 +78,14 @@ def assert_results_match_predictions(out):
         expected = f1_score(true, pred, average="macro", labels=list(classes[task]), zero_division=0)
         assert abs(res[task]["f1"] - expected) < 1e-6, (task, res[task]["f1"], expected)
     return res, rows
+
+
+def data_block(**values):
+    """The options of hparams/blocks/data.yaml (how every recipe reads its manifests, with
+    their defaults), updated with ``values``: the hparams a test hands to recipes.data.datasets."""
+    from recipes.config.recipe_yaml import load_recipe
+
+    hp = load_recipe(os.path.join(ROOT, "hparams", "blocks", "data.yaml"), {"output_folder": "unused"},
+                     overrides_must_match=False)
+    hp.update(values)
+    return hp

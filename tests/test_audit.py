@@ -93,12 +93,11 @@ def test_audit_summary_names_existing_layers(audit_run):
 def test_audit_yamls_share_keys_and_load():
     """hparams/audit/commonvoice.yaml has every key of the demo audit (audit.py reads them)
     and prepares its manifests with local/prepare_commonvoice.py."""
-    from hyperpyyaml import load_hyperpyyaml
+    from recipes.config.recipe_yaml import load_checked
 
     hps = {}
     for name in ("demo", "commonvoice"):
-        with open(os.path.join(ROOT, "hparams", "audit", f"{name}.yaml")) as f:
-            hps[name] = load_hyperpyyaml(f, {"model_folder": "m"})
+        hps[name] = load_checked(os.path.join(ROOT, "hparams", "audit", f"{name}.yaml"), {"model_folder": "m"})
     assert set(hps["demo"]) <= set(hps["commonvoice"])
     assert hps["commonvoice"]["prepare_data"].func.__name__ == "prepare_commonvoice"
     assert hps["demo"]["prepare_data"] is None

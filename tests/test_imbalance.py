@@ -103,9 +103,11 @@ def test_balanced_sampler_options(label_space):
     data = toy_dataset(toy_rows())
     with pytest.raises(ValueError, match="unknown head"):
         balanced_sampler(data, label_space, ["age"])
-    hp = {"train_dataloader_opts": {"batch_size": 4, "shuffle": True}, "eval_dataloader_opts": {"batch_size": 4},
-          "balance_sampling_by": ["gender"], "label_space": label_space, "seed": 1, "dynamic_batching": True,
-          "epoch_counter": None}
+    from conftest import data_block
+
+    hp = data_block(train_dataloader_opts={"batch_size": 4, "shuffle": True}, eval_dataloader_opts={"batch_size": 4},
+                    balance_sampling_by=["gender"], label_space=label_space, seed=1, dynamic_batching=True,
+                    epoch_counter=None)
     with pytest.raises(ValueError, match="fixed-size batches"):
         loader_kwargs(hp, {"train": data})
     hp["dynamic_batching"] = False

@@ -106,9 +106,10 @@ def test_pooled_datasets_from_two_manifests(tmp_path, label_space):
     a = write_corpus(tmp_path / "a", "a")
     b = write_corpus(tmp_path / "b", "b", gender=False)  # a corpus without gender labels
     objective = ProfilingObjective(label_space, class_weighting="inverse")
-    hp = {"manifest_folder": str(a), "pooled_manifest_folders": [str(b)], "missing_labels": "mask",
-          "label_space": label_space, "sample_rate": 8000, "crop_seconds": 1.0, "objective": objective,
-          "seed": 1234}
+    from conftest import data_block
+
+    hp = data_block(manifest_folder=str(a), pooled_manifest_folders=[str(b)], missing_labels="mask",
+                    label_space=label_space, sample_rate=8000, crop_seconds=1.0, objective=objective, seed=1234)
     data = build_datasets(hp)
     assert all(len(data[s]) == 8 for s in ("train", "valid", "test"))
     data["train"].set_output_keys(["id", "gender_idx", "age_sub_idx"])

@@ -126,4 +126,5 @@ def test_model_is_built_after_the_seed_is_set(tmp_path):
     _write(tmp_path / "r.yaml", "extends: base.yaml\nlast: 3\n")
     _write(tmp_path / "enc.yaml", "w: !new:torch.nn.Linear [2, 2]\n")
     text = open_recipe(str(tmp_path / "r.yaml")).read()  # an include written above the seeding moves below it
-    assert text.index("other:") < text.index("__set_seed:") < text.index("model:") < text.index("last:")
+    assert text.index("seed:") < text.index("__set_seed:") < text.index("model:") < text.index("other:") < \
+        text.index("last:")

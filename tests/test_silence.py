@@ -30,6 +30,8 @@ import torch
 from conftest import ROOT
 from recipes.data.audio import load_audio
 
+# a top-level "speech:" entry of a YAML file and its indented lines
+SPEECH_BLOCK = r"^speech: .*\n(?:[ #].*\n|\n)*?(?=^\S|\Z)"
 SR = 8000
 PROB_TOL_ALIGNED = 1e-4
 PROB_TOL_AT_FLOOR = 0.02
@@ -118,7 +120,7 @@ def test_inference_reads_the_training_speech_thresholds(tiny_run, tmp_path):
     replaces interface.yaml's default; a command-line override changes one threshold."""
     import shutil
 
-    from recipes.inference.interface import SPEECH_BLOCK, SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     root, out = tiny_run
     with open(out / "pretrained" / "hyperparams.yaml") as f:  # train.py's export: one speech block
@@ -165,7 +167,7 @@ def test_shard_crops_are_the_file_crops_and_hold_speech(label_space):
 def test_folder_exported_before_the_speech_options_loads_with_them(tiny_run, tmp_path):
     import shutil
 
-    from recipes.inference.interface import SPEECH_BLOCK, SpeakerProfilerInterface
+    from recipes.inference.interface import SpeakerProfilerInterface
 
     _, out = tiny_run
     old = tmp_path / "exported"

@@ -70,22 +70,18 @@ def save_hyperparams(path, overrides, folder):
 
 
 def _includes_first(tree):
-    """The merged mapping with its top-level ``!include:`` keys moved up, just after the leading
-    ``seed`` / ``__*`` keys: HyperPyYAML resolves includes in document order, and a key that
-    refers into an included file (``<teacher_model[encoder]>``) must come after it."""
+    """The merged mapping in the order HyperPyYAML needs: the seed keys (``seed``, ``__*``:
+    the seeding runs before any module is built), then the top-level ``!include:`` keys (a key
+    that refers into an included file, ``<model[name]>``, must come after it; a block extended
+    first, such as blocks/data.yaml, may refer to one), then every other key in merge order."""
     def is_include(value):
         tag = getattr(getattr(value, "tag", None), "value", None)
         return bool(tag) and tag.startswith(INCLUDE)
 
     keys = list(tree)
-    if "__set_seed" in keys:  # every include after the seeding, wherever the seed keys stand
-        lead = keys.index("__set_seed") + 1
-    else:
-        lead = 0
-        while lead < len(keys) and (keys[lead] == "seed" or str(keys[lead]).startswith("__")):
-            lead += 1
-    order = [k for k in keys[:lead] if not is_include(tree[k])] + [k for k in keys if is_include(tree[k])] + \
-        [k for k in keys[lead:] if not is_include(tree[k])]
+    seeding = [k for k in keys if (k == "seed" or str(k).startswith("__")) and not is_include(tree[k])]
+    order = seeding + [k for k in keys if is_include(tree[k])] + \
+        [k for k in keys if k not in seeding and not is_include(tree[k])]
     out = ruamel.yaml.comments.CommentedMap()
     for key in order:
         out[key] = tree[key]

@@ -4,7 +4,7 @@ A resumed run restores its checkpoint (weights, optimizer with its learning rate
 epoch): an option changed on the command line would be written to hyperparams.yaml but not
 used. So when an output folder already has checkpoints, the recipe now given is compared
 with its hyperparams.yaml (what ran); options that a resumed run does use may change
-(``RESUMABLE``: more epochs, checkpoint interval, data-loader workers, where the data lies:
+(``RESUMABLE``: more epochs or pruning rounds, checkpoint interval, data-loader workers, where the data lies:
 the data itself is checked by recipes/checkpoint.py's DataRecord), any other difference is a
 ResumeError. hyperparams.yaml then records the options of the resumed run, which are the
 ones that ran.
@@ -19,7 +19,8 @@ from hyperpyyaml import resolve_references
 from recipes.config.options import parse_overrides
 from recipes.config.recipe_yaml import open_recipe
 
-RESUMABLE = ("number_of_epochs", "ckpt_interval_minutes", "num_workers", "data_folder", "input_csv", "output_folder")
+RESUMABLE = ("number_of_epochs", "max_rounds", "ckpt_interval_minutes", "num_workers", "data_folder", "input_csv",
+             "output_folder")
 
 
 class ResumeError(ValueError):
