@@ -23,7 +23,7 @@ CPU forward time dense vs sparse, F1 per task), results.json (test).
 
 import sys
 
-from recipes.compression.pruning_run import run_pruning
+from recipes.brains.pruning_run import run_pruning
 from recipes.config.entry import BAD_FOLDER, guarded, load_run
 
 

@@ -131,7 +131,7 @@ def test_a_required_option_left_out_is_a_usage_message(tmp_path):
 
 
 def test_a_pruning_folder_of_the_other_method_is_refused(tmp_path):
-    from recipes.compression.pruning_run import check_method
+    from recipes.brains.pruning_run import check_method
 
     ckpt = tmp_path / "save" / "CKPT+2026-01-01+00-00-00+00"
     ckpt.mkdir(parents=True)
