@@ -140,3 +140,21 @@ def test_predict_rows_with_age_years(tmp_path, label_space):
     res = group_errors(rows, list(preds.values()))
     mae = {r["group"]: r["age_mae"] for r in res["tables"]["gender x age group"]}
     assert mae == {"m / adult": 5.0, "f / senior": 15.0, "m / (missing)": None}
+
+
+def test_gender_neuron_count_says_what_it_counts():
+    """The header's count and the listed neurons agree: one seed gives its count, several seeds
+    their mean and spread, and the list names its seed and its own length."""
+    from recipes.probing.audit_report import removal_markdown
+
+    def summary(counts):
+        return {"summary": {"layer": "embedding", "n_neurons": 64, "oracle": (0.9, 0.0),
+                            "n_gender_neurons": (float(np.mean(counts)), float(np.std(counts, ddof=1)) if len(counts) > 1 else 0.0),
+                            "neurons_seed0": list(range(counts[0])), "tasks": {}}}
+
+    import numpy as np
+
+    one = "\n".join(removal_markdown(summary([13])))
+    assert "13 of 64 neurons carry gender" in one and "seed 0 (13)" in one
+    three = "\n".join(removal_markdown(summary([13, 11, 12])))
+    assert "12.0±1.0 (mean over seeds) of 64 neurons" in three and "seed 0 (13)" in three

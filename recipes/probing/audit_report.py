@@ -54,7 +54,7 @@ def summary_lines(groups, leak, speaker, removal, sensitive="gender"):
             parts.append(f"{task} {100 * v['all'][0]:.1f}% -> {100 * v['removed'][0]:.1f}% "
                          f"(random neurons: {100 * v['random_removed'][0]:.1f}%)")
         g = s["tasks"]["gender"]
-        lines.append(f"- Removing the {s['n_gender_neurons'][0]:.0f} gender neurons of {s['layer']} "
+        lines.append(f"- Removing the {neuron_count(s)} gender neurons of {s['layer']} "
                      f"(of {s['n_neurons']}) leaves gender decodable at {100 * g['removed'][0]:.1f}% "
                      f"(from {100 * g['all'][0]:.1f}%); other tasks: " + ("; ".join(parts) or "none") + ".")
     return lines
@@ -81,7 +81,7 @@ def leakage_markdown(leak, speaker):
 
 def removal_markdown(removal):
     s = removal["summary"]
-    md = [f"Layer `{s['layer']}`: {s['n_gender_neurons'][0]:.0f} of {s['n_neurons']} neurons carry gender "
+    md = [f"Layer `{s['layer']}`: {neuron_count(s)} of {s['n_neurons']} neurons carry gender "
           f"(the smallest top-ranked set within delta of the gender probe's {100 * s['oracle'][0]:.1f}%). "
           f"Masked: zeroed with the task's probe kept; removed: the probe retrained without them.",
           "", "| task | all neurons | gender masked | gender removed | random masked | random removed |",
@@ -93,8 +93,16 @@ def removal_markdown(removal):
             continue
         md.append(f"| {task} | " + " | ".join(pm(v[k]) for k in
                                              ("all", "masked", "removed", "random_masked", "random_removed")) + " |")
-    md += ["", f"Gender neurons (seed 0): {s['neurons_seed0'][:64]}" + (" ..." if len(s["neurons_seed0"]) > 64 else "")]
+    seed0 = s["neurons_seed0"]
+    md += ["", f"Gender neurons of seed 0 ({len(seed0)}): {seed0[:64]}" + (" ..." if len(seed0) > 64 else "")]
     return md
+
+
+def neuron_count(s):
+    """How many neurons carry gender: one seed's count, or the mean and spread over the seeds
+    (the list printed is seed 0's, which may differ from the mean)."""
+    mean, sd = s["n_gender_neurons"][:2]
+    return f"{mean:.0f}" if sd == 0 else f"{mean:.1f}±{sd:.1f} (mean over seeds)"
 
 
 def write_audit(folder, title, meta, groups, leak, speaker, removal, sensitive="gender"):
