@@ -23,7 +23,7 @@ import sys
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
 from recipes.inference.interface import SpeakerProfilerInterface
-from recipes.inference.records import UNSET, json_row, non_negative, overrides_from, positive, table_row, threshold
+from recipes.inference.records import CLIP_WARNING, UNSET, json_row, non_negative, overrides_from, positive, table_row, threshold
 
 
 def parse_args(argv):
@@ -70,6 +70,9 @@ def main(argv=None):
                 print(json.dumps({"file": path, "error": error}))
             failed += 1
             continue
+        if res["clipped_fraction"] > CLIP_WARNING:
+            print(f"{path}: clipped: {100 * res['clipped_fraction']:.1f}% of the samples sit flat at the extremes; "
+                  "the labels are less reliable", file=sys.stderr)
         if res["silent"]:
             print(f"{path}: no speech: {res['speech_seconds']:.2f} s above the speech thresholds, "
                   f"{min_speech} s needed (speech.min_speech_seconds)", file=sys.stderr)

@@ -3,7 +3,9 @@
 Downmix: the mean of the channels, except when the channels cancel (e.g. L = -R, a
 wiring or polarity fault: the mean keeps less than ``CANCEL_RATIO`` of the loudest
 channel's power), then the loudest channel, so such a file is not taken for silence.
-NaN / inf samples are an AudioError naming the file (never "silent").
+NaN / inf samples are an AudioError naming the file (never "silent"). The file's mean (a
+DC offset of the line) is removed, the same for preparation, training and inference.
+``clipped_fraction`` says how much of a signal sits flat at its extremes (clipping).
 """
 
 import os
@@ -59,10 +61,35 @@ def load_audio(path, sample_rate, start_s=None, dur_s=None):
         raise AudioError(f"empty audio {path}")
     if not np.isfinite(data).all():
         raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {path}")
-    wav = torch.from_numpy(np.ascontiguousarray(downmix(data)))
+    wav = remove_dc(torch.from_numpy(np.ascontiguousarray(downmix(data))))
     if native != sample_rate:
         wav = AF.resample(wav, native, sample_rate)
     return wav
+
+
+def remove_dc(wav):
+    """The signal without its mean (a DC offset of the line or the recorder)."""
+    return wav - wav.mean() if wav.numel() else wav
+
+
+def clipped_fraction(wav, run=3):
+    """Share of the samples that sit flat at the signal's maximum or minimum in runs of at
+    least ``run`` samples: the flat tops of a clipped recording (natural peaks are single
+    samples). 0.0 for an unclipped signal."""
+    x = wav.detach().float().reshape(-1)
+    if x.numel() < run:
+        return 0.0
+    span = float(x.max() - x.min())
+    if span <= 0:
+        return 0.0
+    eps = 1e-4 * span
+    flat = (x >= x.max() - eps) | (x <= x.min() + eps)
+    # samples inside a run of >= run consecutive flat samples
+    windows = flat.float().unfold(0, run, 1).sum(1) >= run
+    inside = torch.zeros_like(flat)
+    for k in range(run):
+        inside[k:k + windows.numel()] |= windows
+    return float(inside.float().mean())
 
 
 def downmix(data):

@@ -15,14 +15,24 @@ Either threshold can be None (off). A file "has speech" when at least
 a file that passed preparation never gives an all-silent crop. NaN / inf samples are an
 error (``NonFiniteAudio``), never "silent".
 
-This is an energy rule: SpeechBrain's ``VAD`` needs a downloaded neural model, which the
-recipes do not assume. The thresholds come from YAML::
+The levels are those of the signal without its DC offset (its mean), so a line's DC offset
+does not turn silence into "speech".
+
+``detector: energy`` (default) is the energy rule alone. It cannot tell speech from stationary
+sounds at a speech level (white or pink noise, hum, DTMF, music). ``detector: silero`` also
+asks the Silero VAD model that the ``silero-vad`` wheel ships (no download; run on CPU at 8 or
+16 kHz, other rates resampled to 16 kHz): a frame holds speech when it passes the energy rule
+AND the model's speech probability for its time is >= ``vad_threshold``. What each detector
+says on speech, silence, noise, hum, music and tones: benchmarks/results/speech_detectors.md.
+The thresholds come from YAML::
 
     speech: !new:recipes.data.speech.SpeechConfig
         floor_dbfs: -60.0
         threshold_db: 40.0
         frame_seconds: 0.02
         min_speech_seconds: 0.5
+        detector: energy          # or silero
+        vad_threshold: 0.5
 
 API: ``speech_mask(signal, sample_rate, cfg) -> bool frame mask``,
 ``speech_seconds(signal, sample_rate, cfg) -> float``, ``frame_bounds`` (sample range of
@@ -37,6 +47,9 @@ import numpy as np
 import torch
 
 
+DETECTORS = ("energy", "silero")
+
+
 class NonFiniteAudio(ValueError):
     """A signal with NaN or inf samples."""
 
@@ -47,6 +60,12 @@ class SpeechConfig:
     threshold_db: float = 40.0
     frame_seconds: float = 0.02
     min_speech_seconds: float = 0.5
+    detector: str = "energy"
+    vad_threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.detector not in DETECTORS:
+            raise ValueError(f"speech detector must be one of {DETECTORS}, got {self.detector!r}")
 
     @classmethod
     def coerce(cls, cfg):
@@ -89,6 +108,8 @@ def frame_levels_dbfs(signal, sample_rate, cfg=None, name="signal"):
     x = _numpy(signal)
     if not np.isfinite(x).all():
         check_finite(x, name)
+    if x.size:
+        x = x - x.mean()  # the level without the DC offset
     n = frame_length(sample_rate, cfg)
     pad = (-x.size) % n
     power = np.concatenate([x * x, np.zeros(pad)]).reshape(-1, n).sum(axis=1)
@@ -109,7 +130,60 @@ def speech_mask(signal, sample_rate, cfg=None, name="signal"):
         keep &= levels >= cfg.floor_dbfs
     if cfg.threshold_db is not None and levels.size:
         keep &= levels >= levels.max() - cfg.threshold_db
+    if cfg.detector == "silero" and keep.any():
+        keep &= cached_vad_mask(signal, sample_rate, keep.size, frame_length(sample_rate, cfg), cfg.vad_threshold)
     return torch.from_numpy(keep)
+
+
+_MASKS = {}
+MAX_CACHED_MASKS = 200_000  # a few hundred bytes each
+
+
+def cached_vad_mask(signal, sample_rate, n_frames, frame_len, threshold):
+    """``vad_frame_mask``, kept per signal (a hash of its samples): training crops the same
+    utterance every epoch and the model costs about 1/150 of real time on one thread."""
+    x = _numpy(signal)
+    key = (hash(x.tobytes()), x.size, sample_rate, frame_len, threshold)
+    mask = _MASKS.get(key)
+    if mask is None:
+        mask = vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold)
+        if len(_MASKS) >= MAX_CACHED_MASKS:
+            _MASKS.clear()
+        _MASKS[key] = mask
+    return mask
+
+
+_VAD = {}
+
+
+def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
+    """Bool array (n_frames,): the Silero VAD speech probability at each frame's centre is >=
+    ``threshold`` (the model of the silero-vad wheel, loaded once per process)."""
+    if "model" not in _VAD:
+        import warnings
+
+        from silero_vad import load_silero_vad  # only the silero detector needs the wheel
+
+        with warnings.catch_warnings():  # the wheel's TorchScript model: torch.jit.load's notice
+            warnings.simplefilter("ignore", FutureWarning)
+            _VAD["model"] = load_silero_vad(onnx=False)
+    model = _VAD["model"]
+    x = torch.as_tensor(_numpy(signal), dtype=torch.float32)
+    x = x - x.mean()
+    rate = sample_rate
+    if rate not in (8000, 16000):
+        import torchaudio.functional as AF
+
+        x, rate = AF.resample(x, sample_rate, 16000), 16000
+    chunk = 256 if rate == 8000 else 512  # the model's window at each rate
+    if x.numel() < chunk:
+        return np.zeros(n_frames, dtype=bool)
+    with torch.no_grad():
+        model.reset_states()
+        probs = model.audio_forward(x.unsqueeze(0), rate)[0].numpy()
+    centres = (np.arange(n_frames) + 0.5) * frame_len / sample_rate  # seconds
+    idx = np.minimum((centres * rate / chunk).astype(int), probs.size - 1)
+    return probs[idx] >= threshold
 
 
 def frame_bounds(n_frames, n_samples, sample_rate, cfg=None):

@@ -35,7 +35,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 
 from recipes.age import AGE_KEY
-from recipes.data.audio import AudioError, load_audio
+from recipes.data.audio import AudioError, clipped_fraction, load_audio, remove_dc
 from recipes.data.speech import NonFiniteAudio, SpeechConfig
 from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_speech_options, load_normalizer,
                                   pretrained_source, teacher_norm_path)
@@ -78,6 +78,9 @@ class SpeakerProfilerInterface(Pretrained):
       ``hierarchy_adjusted`` (bool): True when that raw pair broke the hierarchy (an age-sub
       outside the age-sup) and the age labels above were replaced by the consistent pair;
     - ``embedding``: tensor (emb_dim,), None when silent;
+    - ``clipped_fraction``: share of the samples flat at the signal's extremes (clipping, recipes/
+      data/audio.py); above ``clip_warning`` (1 %) the labels are less reliable: a clipped
+      recording's spectrum is not the speaker's (tested: x30 gain flips the gender of a clip);
     - with an age head (``age_regression``): ``age_years`` (float, mean over the windows) and
       ``age_sigma`` (its predicted sigma in years, ``age_loss: gaussian_nll``; else None).
 
@@ -179,6 +182,10 @@ class SpeakerProfilerInterface(Pretrained):
         for i, sig in enumerate(signals):
             name = names[i] if names is not None else f"signal {i}"
             sig = sig.detach().float().cpu()
+            if not torch.isfinite(sig).all():
+                raise AudioError(f"{int((~torch.isfinite(sig)).sum())} non-finite (NaN/inf) sample(s) in {name}")
+            clipped = clipped_fraction(sig)
+            sig = remove_dc(sig)  # as load_audio does for files (and training)
             if sr != self.sample_rate:
                 sig = AF.resample(sig, sr, self.sample_rate)
             try:
@@ -188,15 +195,15 @@ class SpeakerProfilerInterface(Pretrained):
                 raise AudioError(str(err)) from None
             windows += kept
             owner += [i] * len(kept)
-            counts.append((n_all, len(kept), seconds))
+            counts.append((n_all, len(kept), seconds, clipped))
         probs, embs = self.run_windows(windows)
         owner = torch.tensor(owner, dtype=torch.long)
         results = []
-        for i, (n_all, n_kept, seconds) in enumerate(counts):
+        for i, (n_all, n_kept, seconds, clipped) in enumerate(counts):
             sel = owner == i
             mean_probs = {t: p[sel].mean(0) for t, p in probs.items()} if n_kept else None
             res = self._result(mean_probs, embs[sel].mean(0) if n_kept else None, n_all, n_kept)
-            results.append({**res, "speech_seconds": round(seconds, 3)})
+            results.append({**res, "speech_seconds": round(seconds, 3), "clipped_fraction": round(clipped, 4)})
         return results
 
     # ---- internals -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import math
 
 from recipes.labels import TASKS
 
+CLIP_WARNING = 0.01  # clipped_fraction above which infer.py warns on stderr
 UNSET = object()  # option not given: the folder's YAML value
 
 
