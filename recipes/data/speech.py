@@ -164,8 +164,8 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
 
         from silero_vad import load_silero_vad  # only the silero detector needs the wheel
 
-        with warnings.catch_warnings():  # the wheel's TorchScript model: torch.jit.load's notice
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its loader and the TorchScript model print deprecation notices
             _VAD["model"] = load_silero_vad(onnx=False)
     model = _VAD["model"]
     x = torch.as_tensor(_numpy(signal), dtype=torch.float32)
