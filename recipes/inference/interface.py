@@ -157,6 +157,16 @@ class SpeakerProfilerInterface(Pretrained):
             results[i] = res
         return results
 
+    def profile_call(self, path, caller_channel=None, agents=None, rttm=None):
+        """One record per speaker of a call (stereo: one party per channel; mono: the voices
+        told apart), each with ``file``, ``speaker``, ``role`` (caller / agent / unknown),
+        ``speech_seconds``, ``segments`` and the profile keys of ``classify_file``
+        (recipes/calls/call.py). ``caller_channel``: left / right / 0 / 1 for stereo;
+        ``agents``: a folder of agent recordings; ``rttm``: a folder for <file stem>.rttm."""
+        from recipes.calls.call import profile_call
+
+        return profile_call(self, path, caller_channel=caller_channel, agents=agents, rttm=rttm)
+
     def classify_batch(self, wavs, wav_lens=None, sample_rate=None):
         """wavs (batch, samples) or (samples,); wav_lens: relative lengths (1.0 = whole row);
         sample_rate: of ``wavs`` (default: the model's). Returns one result dict per row."""

@@ -1,0 +1,224 @@
+"""The caller, not the call: one record per speaker of a two-party recording.
+
+A call is read in blocks (recipes/calls/reader.py). In each block, per channel, the speech
+frames come from the one speech decision of the model's folder (recipes/data/speech.py).
+
+- **Stereo** (one party per channel): a frame is a channel's party only when that channel is
+  ``dominance_db`` louder than the other, so crosstalk and echo (the other party 15-30 dB
+  lower) are never profiled, and overlapped speech (both within ``dominance_db``) is left out of
+  both profiles. A stereo file whose channels carry the same signal is a mono call (said so).
+- **Mono**: the speech is cut into windows, each gets a voiceprint (recipes/calls/voiceprint.py)
+  and the voiceprints are clustered into 1-``max_speakers`` voices (recipes/calls/diarize.py).
+
+Each speaker's profile is the mean of the model's probabilities over its windows (as
+``classify_file`` averages a recording's windows), with the hierarchy-consistent age pair.
+Roles: ``caller_channel`` for stereo; enrolled agents (a folder of agent recordings: a voice at
+least ``agent_threshold`` cosine-similar to one is that agent, the speaker with most speech
+among the others is the caller); ``first_speaker_role``; else every speaker is ``unknown``.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from recipes.calls.diarize import cluster, rttm_lines, segments, window_spans
+from recipes.calls.options import CallOptions
+from recipes.calls.reader import blocks, call_info, channels_identical
+from recipes.calls.voiceprint import Voiceprints
+from recipes.data.audio import clipped_fraction
+from recipes.data.speech import SpeechConfig, frame_length, frame_levels_dbfs, speech_mask
+from recipes.labels import TASKS
+
+CHANNEL_NAMES = {0: "left", 1: "right"}
+CALLER_CHANNELS = {"left": 0, "right": 1, "0": 0, "1": 1}
+
+
+def parse_caller_channel(value):
+    """left / right / 0 / 1 (or None) -> channel index."""
+    if value is None:
+        return None
+    key = str(value).strip().lower()
+    if key not in CALLER_CHANNELS:
+        raise ValueError(f"caller_channel must be left, right, 0 or 1, got {value!r}")
+    return CALLER_CHANNELS[key]
+
+
+def runs(mask):
+    """[(first, last + 1), ...] of the True stretches of a bool array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+def stream_masks(x, sample_rate, speech, dominance_db, mono):
+    """Per stream (channel, or 0 for mono), the bool frame mask of its own speech."""
+    if mono:
+        sig = x.mean(0)
+        return {0: speech_mask(sig, sample_rate, speech).numpy()}
+    masks = {c: speech_mask(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
+    levels = {c: frame_levels_dbfs(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
+    out = {}
+    for c in masks:
+        others = np.max([levels[o] for o in levels if o != c], axis=0) if len(levels) > 1 else -np.inf
+        out[c] = masks[c] & (levels[c] - others >= dominance_db)  # its party alone; overlap left out
+    return out
+
+
+def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base):
+    """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask."""
+    win, hop = int(opts.window_seconds * sample_rate), int(opts.hop_seconds * sample_rate)
+    shortest = int(opts.min_window_seconds * sample_rate)
+    out = []
+    for k, (f0, f1) in enumerate(runs(mask)):
+        a, b = f0 * n_frame, f1 * n_frame
+        if b - a < shortest:
+            continue
+        starts = list(range(a, max(a + 1, b - win + 1), hop))
+        if starts[-1] + win < b:
+            starts.append(b - win)
+        for s in starts:
+            e = min(s + win, b)
+            out.append((s, e, offset_s + s / sample_rate, offset_s + e / sample_rate, run_base + k))
+    return out
+
+
+class CallAccumulator:
+    """The windows of a call as they are read: model probabilities, voiceprints, times."""
+
+    def __init__(self, profiler, opts, voiceprints):
+        self.profiler, self.opts, self.voiceprints = profiler, opts, voiceprints
+        self.streams = {}  # stream -> dict of lists
+        self.runs = 0
+
+    def add(self, x, offset_s, sample_rate, masks, n_frame):
+        for stream, mask in masks.items():
+            sig = x.mean(0) if len(masks) == 1 and x.shape[0] > 1 and stream == 0 else x[stream]
+            wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs)
+            self.runs += len(runs(mask))
+            if not wins:
+                continue
+            chunks = [sig[a:b] for a, b, *_ in wins]
+            probs, embs = self.profiler.run_windows(chunks)
+            prints = self.voiceprints.embed(chunks)
+            store = self.streams.setdefault(stream, {"probs": [], "emb": [], "print": [], "times": [],
+                                                     "seconds": 0.0})
+            store["probs"].append(probs)
+            store["emb"].append(embs)
+            store["print"].append(prints)
+            store["times"] += [(ta, tb, run) for _, _, ta, tb, run in wins]
+            store["seconds"] += float(mask.sum()) * n_frame / sample_rate
+
+    def stream(self, stream):
+        s = self.streams[stream]
+        probs = {t: torch.cat([p[t] for p in s["probs"]]) for t in s["probs"][0]}
+        return probs, torch.cat(s["emb"]), torch.cat(s["print"]), s["times"], s["seconds"]
+
+
+def speaker_record(profiler, probs, emb, sel, n_all):
+    """The profile of the windows ``sel`` (bool tensor) of a stream: the interface's result dict."""
+    mean = {t: p[sel].mean(0) for t, p in probs.items()}
+    res = profiler._result(mean, emb[sel].mean(0), n_all, int(sel.sum()))
+    gender = probs["gender"][sel].argmax(1)
+    label = profiler.class_names["gender"].index(res["gender"]["label"])
+    res["confidence"] = round(float((gender == label).float().mean()), 3)  # windows agreeing on gender
+    return res
+
+
+def profile_call(profiler, path, caller_channel=None, agents=None, options=None, rttm=None):
+    """Records (dicts) of the speakers of the call at ``path`` (see the module docstring);
+    ``rttm``: a folder to write <file stem>.rttm into. AudioError for an unreadable file."""
+    opts = CallOptions.coerce(options if options is not None else getattr(profiler.hparams, "call", None))
+    speech = SpeechConfig.coerce(getattr(profiler.hparams, "speech", None))
+    sr = profiler.sample_rate
+    caller = parse_caller_channel(caller_channel)
+    seconds, _, n_channels = call_info(path)
+    voiceprints = Voiceprints(opts.voiceprint, profiler.model, sr, profiler.device)
+    acc = CallAccumulator(profiler, opts, voiceprints)
+    n_frame = frame_length(sr, speech)
+    identical, flat, total = n_channels > 1, 0.0, 0
+    notes = []
+    for offset, x in blocks(path, sr, opts.block_seconds):
+        if identical and not channels_identical(x[:2]):
+            identical = False
+        flat += clipped_fraction(x.reshape(-1)) * x.numel()
+        total += x.numel()
+    mono = n_channels == 1 or identical
+    if identical:
+        notes.append("the two channels carry the same signal: profiled as a mono call")
+    for offset, x in blocks(path, sr, opts.block_seconds):  # second pass: masks and windows
+        acc.add(x, offset, sr, stream_masks(x, sr, speech, opts.dominance_db, mono), n_frame)
+    if caller is not None and (mono or caller >= n_channels):
+        notes.append(f"caller_channel {caller_channel} ignored: the call is mono")
+        caller = None
+    base = {"file": str(path), "call": {"seconds": round(seconds, 3), "channels": n_channels,
+                                        "mode": "mono" if mono else "stereo", "notes": notes},
+            "clipped_fraction": round(flat / max(total, 1), 4)}
+    speakers = []  # (name, stream, selection, times)
+    for stream in sorted(acc.streams):
+        probs, emb, prints, times, secs = acc.stream(stream)
+        if mono:
+            labels = cluster(prints.numpy(), opts.max_speakers, opts.cluster_threshold)
+            if labels.max() + 1 >= opts.max_speakers:
+                notes.append(f"{opts.max_speakers} or more voices: at most {opts.max_speakers} are told apart")
+        else:
+            labels = np.zeros(len(times), dtype=int)
+        spans = window_spans(times)
+        for k in range(int(labels.max()) + 1):
+            sel = torch.from_numpy(labels == k)
+            name = f"S{k + 1}" if mono else CHANNEL_NAMES.get(stream, f"channel{stream}")
+            segs = segments(spans, labels, k)
+            rec = speaker_record(profiler, probs, emb, sel, len(times))
+            speakers.append({"speaker": name, "channel": None if mono else stream,
+                             "speech_seconds": round(sum(b - a for a, b in segs), 3), "segments": segs,
+                             "voiceprint": torch.nn.functional.normalize(prints[sel].mean(0), dim=0), **rec})
+    assign_roles(speakers, caller, voiceprints.enrol(agents) if agents else {}, opts, notes)
+    if rttm:
+        os.makedirs(rttm, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(str(path)))[0]
+        with open(os.path.join(rttm, f"{stem}.rttm"), "w") as f:
+            f.write("\n".join(rttm_lines(stem, {s["speaker"]: s["segments"] for s in speakers})) + "\n")
+    if not speakers:
+        silent = profiler._result(None, None, 0, 0)
+        notes.append("no speech in the call")
+        return [{**base, "speaker": None, "role": None, "speech_seconds": 0.0, "segments": [], "confidence": None,
+                 **silent}]
+    return [{**base, **{k: v for k, v in s.items() if k != "voiceprint"}} for s in speakers]
+
+
+def assign_roles(speakers, caller, agent_prints, opts, notes):
+    """Sets ``role`` (caller / agent / unknown) and, for an enrolled agent, ``agent``."""
+    for s in speakers:
+        s["role"], s["agent"] = "unknown", None
+    if not speakers:
+        return
+    if caller is not None:
+        for s in speakers:
+            s["role"] = "caller" if s["channel"] == caller else "agent"
+        return
+    if agent_prints:
+        names = list(agent_prints)
+        bank = torch.stack([agent_prints[n] for n in names])
+        others = []
+        for s in speakers:
+            sims = bank @ s["voiceprint"]
+            best = int(sims.argmax())
+            s["agent_similarity"] = round(float(sims[best]), 3)
+            if float(sims[best]) >= opts.agent_threshold:
+                s["role"], s["agent"] = "agent", names[best]
+            else:
+                others.append(s)
+        if others:
+            max(others, key=lambda s: s["speech_seconds"])["role"] = "caller"
+        else:
+            notes.append("every voice matches an enrolled agent: no caller found")
+        return
+    if opts.first_speaker_role:
+        first = min(speakers, key=lambda s: s["segments"][0][0] if s["segments"] else float("inf"))
+        other = "caller" if opts.first_speaker_role == "agent" else "agent"
+        for s in speakers:
+            s["role"] = opts.first_speaker_role if s is first else (other if len(speakers) == 2 else "unknown")
+
+
+def record_keys():
+    """The keys every speaker record has (scripts can rely on them)."""
+    return ("file", "speaker", "role", "speech_seconds", "segments", "confidence", "clipped_fraction", *TASKS)

@@ -1,0 +1,59 @@
+"""The options of the call mode, from YAML (``call:`` of hparams/blocks/interface.yaml; an
+exported folder without them gets these defaults)::
+
+    call: !new:recipes.calls.options.CallOptions
+        window_seconds: 2.0       # speech windows profiled and embedded ...
+        hop_seconds: 1.0          # ... every hop
+        min_window_seconds: 0.5   # shorter stretches of speech are left out
+        block_seconds: 60.0       # the call is read this many seconds at a time (bounded memory)
+        dominance_db: 10.0        # stereo: a frame is a party's when its channel is this much louder
+        max_speakers: 4           # mono: speakers estimated between 1 and this
+        cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
+        agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
+        first_speaker_role: null  # or agent / caller: the role of the speaker heard first
+        voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)
+"""
+
+from dataclasses import asdict, dataclass
+
+ROLES = ("caller", "agent", "unknown")
+
+
+@dataclass
+class CallOptions:
+    window_seconds: float = 2.0
+    hop_seconds: float = 1.0
+    min_window_seconds: float = 0.5
+    block_seconds: float = 60.0
+    dominance_db: float = 10.0
+    max_speakers: int = 4
+    cluster_threshold: float = 0.3
+    agent_threshold: float = 0.7
+    first_speaker_role: str = None
+    voiceprint: str = "ge2e"
+
+    def __post_init__(self):
+        if not (self.window_seconds > 0 and self.hop_seconds > 0 and self.block_seconds >= self.window_seconds):
+            raise ValueError("call options: window_seconds and hop_seconds must be > 0, block_seconds >= window_seconds")
+        if not 1 <= int(self.max_speakers) <= 8:
+            raise ValueError(f"call options: max_speakers must be 1-8, got {self.max_speakers}")
+        if self.first_speaker_role not in (None, "agent", "caller"):
+            raise ValueError(f"call options: first_speaker_role must be null, agent or caller, got {self.first_speaker_role!r}")
+        if self.voiceprint not in ("ge2e", "model"):
+            raise ValueError(f"call options: voiceprint must be ge2e or model, got {self.voiceprint!r}")
+
+    @classmethod
+    def coerce(cls, options):
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if isinstance(options, dict):
+            unknown = set(options) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"call options: unknown keys {sorted(unknown)}")
+            return cls(**options)
+        raise TypeError(f"call options must be CallOptions or a dict, got {type(options).__name__}")
+
+    def to_dict(self):
+        return asdict(self)

@@ -1,0 +1,70 @@
+"""A call read in blocks: never the whole file at once (a 60-minute call stays in bounded
+memory). Every format soundfile reads (WAV with PCM, G.711 mu-law / A-law, FLAC, Ogg ...), any
+sample rate (each block is resampled to the model's), mono or stereo (one party per channel).
+Bad files are AudioError with the words the rest of the project uses.
+"""
+
+import os
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from recipes.data.audio import AudioError, path_problem, wav_truncated
+
+IDENTICAL_DB = -40.0  # two channels closer than this (difference vs signal power) are one signal
+
+
+def call_info(path):
+    """(seconds, native sample rate, channels), or AudioError naming the file."""
+    problem = path_problem(path)
+    if problem:
+        raise AudioError(problem)
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"empty file {path} (0 bytes)")
+    truncated = wav_truncated(path)
+    if truncated:
+        raise AudioError(truncated)
+    try:
+        info = sf.info(path)
+    except Exception as err:  # soundfile raises several types
+        raise AudioError(f"cannot read audio {path}: {err}") from None
+    if info.frames == 0:
+        raise AudioError(f"empty audio {path} (no samples)")
+    return info.frames / float(info.samplerate), info.samplerate, info.channels
+
+
+def blocks(path, sample_rate, block_seconds):
+    """Yields (start seconds, float32 tensor (channels, samples) at ``sample_rate``) blocks of a
+    call, each with its own DC offset removed (the front-end of recipes/data/audio.py)."""
+    _, native, _ = call_info(path)
+    frames = max(1, int(round(block_seconds * native)))
+    start = 0
+    try:
+        with sf.SoundFile(path) as f:
+            while True:
+                data = f.read(frames=frames, dtype="float32", always_2d=True)
+                if data.size == 0:
+                    break
+                if not np.isfinite(data).all():
+                    raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {path}")
+                x = torch.from_numpy(np.ascontiguousarray(data.T))
+                x = x - x.mean(dim=1, keepdim=True)
+                if native != sample_rate:
+                    x = AF.resample(x, native, sample_rate)
+                yield start / float(native), x
+                start += data.shape[0]
+    except AudioError:
+        raise
+    except Exception as err:
+        raise AudioError(f"cannot read audio {path}: {err}") from None
+
+
+def channels_identical(x):
+    """Whether the two channels of a (2, samples) block carry the same signal."""
+    power = float((x ** 2).mean())
+    if power == 0:
+        return True
+    diff = float(((x[0] - x[1]) ** 2).mean())
+    return diff == 0 or 10 * np.log10(diff / power) < IDENTICAL_DB

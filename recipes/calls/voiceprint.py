@@ -1,0 +1,70 @@
+"""Voiceprints: one L2-normalised speaker embedding per window of speech, for telling the
+voices of a call apart and for recognising enrolled agents. ``ge2e``: the GE2E speaker encoder
+of the resemblyzer wheel (recipes/encoders/ge2e.py, trained on thousands of speakers to tell
+them apart); ``model``: the profiler's own encoder (trained for gender and age, weaker at it).
+"""
+
+import glob
+import os
+
+import torch
+
+from recipes.data.audio import AudioError, load_audio
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".au", ".aiff")
+
+
+class Voiceprints:
+    def __init__(self, kind, profiler_model, sample_rate, device="cpu"):
+        self.kind, self.sample_rate, self.device = kind, sample_rate, device
+        if kind == "ge2e":
+            from recipes.encoders.ge2e import GE2EEncoder, GE2EFrontEnd
+
+            self.front, self.encoder = GE2EFrontEnd(sample_rate).to(device), GE2EEncoder().to(device).eval()
+        else:
+            self.model = profiler_model
+
+    @torch.no_grad()
+    def embed(self, windows, batch_size=32):
+        """(n, D) unit vectors of 1-D windows at ``sample_rate``."""
+        out = []
+        for k in range(0, len(windows), batch_size):
+            chunk = windows[k:k + batch_size]
+            lens = torch.tensor([len(w) for w in chunk], dtype=torch.float)
+            wavs = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(self.device)
+            rel = (lens / lens.max()).to(self.device)
+            if self.kind == "ge2e":
+                emb = self.encoder(self.front(wavs), rel)
+            else:
+                emb = self.model.embed(wavs, rel)
+            out.append(torch.nn.functional.normalize(emb.float().cpu(), dim=1))
+        return torch.cat(out) if out else torch.zeros(0, 1)
+
+    def enrol(self, folder):
+        """{agent name: unit voiceprint} of a folder of agent recordings (one file or a
+        sub-folder of files per agent; the name is the file stem or the sub-folder)."""
+        if not os.path.isdir(folder):
+            raise AudioError(f"agents folder {folder} not found (a folder of agent recordings)")
+        files = {}
+        for path in sorted(glob.glob(os.path.join(folder, "**", "*"), recursive=True)):
+            if os.path.isfile(path) and path.lower().endswith(AUDIO_EXTENSIONS):
+                rel = os.path.relpath(path, folder)
+                name = rel.split(os.sep)[0] if os.sep in rel else os.path.splitext(rel)[0]
+                files.setdefault(name, []).append(path)
+        if not files:
+            raise AudioError(f"agents folder {folder} holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
+        prints = {}
+        for name, paths in files.items():
+            windows = [w for p in paths for w in _speech_windows(load_audio(p, self.sample_rate), self.sample_rate)]
+            if windows:
+                prints[name] = torch.nn.functional.normalize(self.embed(windows).mean(0), dim=0)
+        return prints
+
+
+def _speech_windows(wav, sample_rate, seconds=2.0):
+    """2 s windows of a recording's speech (the speech decision of recipes/data/speech.py)."""
+    from recipes.data.speech import keep_speech
+
+    speech = keep_speech(wav, sample_rate)
+    n = int(seconds * sample_rate)
+    return [speech[a:a + n] for a in range(0, max(1, speech.numel() - n // 2), n) if speech[a:a + n].numel() >= n // 4]
