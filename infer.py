@@ -23,7 +23,7 @@ import sys
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
 from recipes.inference.interface import SpeakerProfilerInterface
-from recipes.inference.records import CLIP_WARNING, UNSET, json_row, non_negative, overrides_from, positive, table_row, threshold
+from recipes.inference.records import CALL_HEADER, CLIP_WARNING, UNSET, call_json, call_row, json_row, non_negative, overrides_from, positive, table_row, threshold
 
 
 def parse_args(argv):
@@ -44,7 +44,17 @@ def parse_args(argv):
     ap.add_argument("--batch", type=positive(int), default=UNSET, help="windows per forward pass (default 32)")
     ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
-    return ap.parse_args(argv)
+    calls = ap.add_argument_group("calls (docs/calls.md): one record per speaker of each file")
+    calls.add_argument("--speakers", choices=["auto"], default=None,
+                       help="auto: profile each speaker of a call (stereo: one party per channel; mono: voices told apart)")
+    calls.add_argument("--caller-channel", choices=["left", "right", "0", "1"], default=None,
+                       help="stereo calls: the caller's channel (the other is the agent)")
+    calls.add_argument("--agents", default=None, help="a folder of agent recordings: their voices are the agents")
+    calls.add_argument("--rttm", default=None, help="a folder to write <file>.rttm (who speaks when) into")
+    args = ap.parse_args(argv)
+    if args.speakers is None and (args.caller_channel or args.agents or args.rttm):
+        ap.error("--caller-channel, --agents and --rttm need --speakers auto")
+    return args
 
 
 def main(argv=None):
@@ -53,6 +63,8 @@ def main(argv=None):
         profiler = SpeakerProfilerInterface.from_folder(args.folder, args.device, overrides=overrides_from(args))
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
+    if args.speakers:
+        return profile_calls(profiler, args)
     failed = 0
     min_speech = SpeechConfig.coerce(getattr(profiler.hparams, "speech", None)).min_speech_seconds
     if not args.json:
@@ -77,6 +89,27 @@ def main(argv=None):
             print(f"{path}: no speech: {res['speech_seconds']:.2f} s above the speech thresholds, "
                   f"{min_speech} s needed (speech.min_speech_seconds)", file=sys.stderr)
         print(json_row(path, res, args.embedding) if args.json else table_row(path, res))
+    return 1 if failed else 0
+
+
+def profile_calls(profiler, args):
+    """--speakers auto: one JSON record (or table row) per speaker of each call; a call that
+    cannot be read gets {"file": ..., "error": ...} and the others are still profiled."""
+    failed = 0
+    if not args.json:
+        print(CALL_HEADER)
+    for path in args.files:
+        try:
+            records = profiler.profile_call(path, caller_channel=args.caller_channel, agents=args.agents,
+                                            rttm=args.rttm)
+        except (AudioError, ValueError) as err:
+            print(f"{path}\terror: {err}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": path, "error": str(err)}))
+            failed += 1
+            continue
+        for rec in records:
+            print(json.dumps(call_json(rec)) if args.json else call_row(rec))
     return 1 if failed else 0
 
 

@@ -78,7 +78,7 @@ def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base):
             starts.append(b - win)
         for s in starts:
             e = min(s + win, b)
-            out.append((s, e, offset_s + s / sample_rate, offset_s + e / sample_rate, run_base + k))
+            out.append((s, e, float(offset_s + s / sample_rate), float(offset_s + e / sample_rate), run_base + k))
     return out
 
 
@@ -197,16 +197,18 @@ def assign_roles(speakers, caller, agent_prints, opts, notes):
         return
     if agent_prints:
         names = list(agent_prints)
-        bank = torch.stack([agent_prints[n] for n in names])
-        others = []
-        for s in speakers:
-            sims = bank @ s["voiceprint"]
-            best = int(sims.argmax())
-            s["agent_similarity"] = round(float(sims[best]), 3)
-            if float(sims[best]) >= opts.agent_threshold:
-                s["role"], s["agent"] = "agent", names[best]
-            else:
-                others.append(s)
+        sims = torch.stack([agent_prints[n] for n in names]) @ torch.stack([s["voiceprint"] for s in speakers]).T
+        for j, s in enumerate(speakers):
+            s["agent_similarity"] = round(float(sims[:, j].max()), 3)
+        # an enrolled agent is one voice: the speaker most similar to it, when similar enough
+        for i in sims.flatten().argsort(descending=True).tolist():
+            a, j = divmod(i, len(speakers))
+            s = speakers[j]
+            if float(sims[a, j]) < opts.agent_threshold:
+                break
+            if s["role"] == "unknown" and names[a] not in {x["agent"] for x in speakers}:
+                s["role"], s["agent"] = "agent", names[a]
+        others = [s for s in speakers if s["role"] != "agent"]
         if others:
             max(others, key=lambda s: s["speech_seconds"])["role"] = "caller"
         else:

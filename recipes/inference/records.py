@@ -67,3 +67,23 @@ def json_row(path, res, with_embedding):
     if with_embedding and res["embedding"] is not None:
         out["embedding"] = [round(x, 6) for x in res["embedding"].tolist()]
     return json.dumps(out)
+
+
+CALL_HEADER = "file\tspeaker\trole\tspeech_s\tgender\tp\tage_sup\tp\tage_sub\tp\tconfidence"
+
+
+def call_json(rec):
+    """A speaker record of a call as JSON-ready data (numbers as floats, no embedding)."""
+    out = {k: v for k, v in rec.items() if k != "embedding"}
+    out["segments"] = [[float(a), float(b)] for a, b in rec.get("segments", [])]
+    out["speech_seconds"] = float(rec.get("speech_seconds") or 0.0)
+    return out
+
+
+def call_row(rec):
+    """A tab-separated table row of a speaker record (the CSV table of the call mode)."""
+    if rec.get("speaker") is None:
+        return f"{rec['file']}\t-\t-\t0\t" + "\t".join(["-"] * 6) + "\t-\tno speech"
+    cells = [f"{rec[t]['label']}\t{rec[t]['prob']:.3f}" for t in TASKS]
+    return "\t".join([rec["file"], rec["speaker"], rec["role"], f"{float(rec['speech_seconds']):.1f}", *cells,
+                      f"{rec['confidence']:.2f}"])

@@ -1,0 +1,143 @@
+"""Calls: the caller profiled, not the call. Calls assembled from two synthetic demo speakers
+(an adult man as the agent, an adult woman as the caller): stereo with crosstalk, mono,
+enrolled agents, identical channels, and bad calls."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ROOT
+
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def call_set(tiny_run, tmp_path_factory):
+    """Calls made from the tiny run's demo corpus; returns (model folder, paths, truth)."""
+    from recipes.data.audio import load_audio
+
+    root, out = tiny_run
+    with open(root / "demo" / "corpus.csv") as f:
+        rows = list(csv.DictReader(f))
+    by = {}
+    for r in rows:
+        by.setdefault(r["speaker"], []).append(str(root / "demo" / r["path"]))
+    agent, caller = by["adult_m0"], by["adult_f1"]
+    d = tmp_path_factory.mktemp("calls")
+    gap = np.zeros(SR // 2, dtype=np.float32)
+    left, right, mono, turns = [], [], [], []
+    t = 0.0
+    for i in range(4):  # agent, caller, agent, caller (the demo has 3 clips a speaker: the third enrols the agent)
+        who = "agent" if i % 2 == 0 else "caller"
+        x = load_audio((agent if who == "agent" else caller)[i // 2], SR).numpy()
+        own, other = (left, right) if who == "agent" else (right, left)
+        own.append(x)
+        other.append(x * 10 ** (-20 / 20))  # crosstalk 20 dB lower
+        mono.append(x)
+        turns.append((who, t, t + len(x) / SR))
+        t += len(x) / SR + 0.5
+        for part in (left, right, mono):
+            part.append(gap)
+    paths = {"stereo": d / "stereo.wav", "mono": d / "mono.wav", "same": d / "same.wav",
+             "caller_alone": d / "caller_alone.wav", "silence": d / "silence.wav", "empty": d / "empty.wav",
+             "truncated": d / "truncated.wav"}
+    sf.write(paths["stereo"], np.stack([np.concatenate(left), np.concatenate(right)], 1), SR, subtype="PCM_16")
+    sf.write(paths["mono"], np.concatenate(mono), SR, subtype="PCM_16")
+    sf.write(paths["same"], np.stack([np.concatenate(mono)] * 2, 1), SR, subtype="PCM_16")
+    sf.write(paths["caller_alone"], np.concatenate([load_audio(p, SR).numpy() for p in caller[:2]]), SR)
+    sf.write(paths["silence"], np.zeros(SR * 5, dtype=np.float32), SR)
+    paths["empty"].write_bytes(b"")
+    raw = paths["stereo"].read_bytes()
+    paths["truncated"].write_bytes(raw[: len(raw) // 3])
+    agents = d / "agents"
+    agents.mkdir()
+    sf.write(agents / "adult_m0.wav", load_audio(agent[2], SR).numpy(), SR)
+    return out, paths, turns, agents
+
+
+def profiler_for(folder, **call):
+    from recipes.inference.interface import SpeakerProfilerInterface
+
+    return SpeakerProfilerInterface.from_folder(str(folder), overrides={"call": call} if call else None)
+
+
+def test_stereo_caller_is_the_caller_channel_and_crosstalk_is_left_out(call_set):
+    out, paths, turns, _ = call_set
+    profiler = profiler_for(out)
+    records = profiler.profile_call(str(paths["stereo"]), caller_channel="right")
+    roles = {r["role"]: r for r in records}
+    assert set(roles) == {"caller", "agent"} and roles["caller"]["speaker"] == "right"
+    alone = profiler.classify_file(str(paths["caller_alone"]))
+    assert roles["caller"]["gender"]["label"] == alone["gender"]["label"]
+    assert roles["caller"]["gender"]["prob"] == pytest.approx(alone["gender"]["prob"], abs=0.1)
+    caller_turns = [(a, b) for who, a, b in turns if who == "caller"]
+    for a, b in roles["caller"]["segments"]:  # the agent's crosstalk on the right channel is not the caller
+        assert any(a >= ta - 0.3 and b <= tb + 0.3 for ta, tb in caller_turns), (a, b)
+    assert roles["caller"]["call"]["mode"] == "stereo"
+
+
+def test_mono_call_voices_told_apart_with_rttm(call_set, tmp_path):
+    out, paths, turns, _ = call_set
+    profiler = profiler_for(out, cluster_threshold=0.2)  # synthetic demo voices are closer than real ones
+    records = profiler.profile_call(str(paths["mono"]), rttm=str(tmp_path))
+    assert len(records) == 2 and {r["role"] for r in records} == {"unknown"}
+    agent_turns = [(a, b) for who, a, b in turns if who == "agent"]
+    first = records[0]  # S1 speaks first: the agent
+    inside = sum(min(b, tb) - max(a, ta) for a, b in first["segments"] for ta, tb in agent_turns if min(b, tb) > max(a, ta))
+    assert inside >= 0.8 * first["speech_seconds"]
+    lines = (tmp_path / "mono.rttm").read_text().splitlines()
+    assert lines and all(line.startswith("SPEAKER mono 1 ") for line in lines)
+
+
+def test_enrolled_agent_makes_the_other_voice_the_caller(call_set):
+    out, paths, _, agents = call_set
+    profiler = profiler_for(out, cluster_threshold=0.2)
+    records = profiler.profile_call(str(paths["mono"]), agents=str(agents))
+    roles = {r["role"]: r for r in records}
+    assert roles["agent"]["agent"] == "adult_m0" and roles["agent"]["speaker"] == "S1"
+    assert roles["caller"]["speaker"] == "S2"
+
+
+def test_a_stereo_file_with_identical_channels_is_a_mono_call(call_set):
+    out, paths, _, _ = call_set
+    records = profiler_for(out, cluster_threshold=0.2).profile_call(str(paths["same"]), caller_channel="left")
+    call = records[0]["call"]
+    assert call["mode"] == "mono" and any("same signal" in n for n in call["notes"])
+    assert any("caller_channel left ignored" in n for n in call["notes"])
+
+
+def test_bad_calls_get_records_and_the_others_are_profiled(call_set):
+    out, paths, _, _ = call_set
+    files = [paths["silence"], paths["empty"], paths["truncated"], paths["stereo"], paths["empty"].parent / "none.wav"]
+    res = subprocess.run([sys.executable, "infer.py", str(out), *map(str, files), "--speakers", "auto",
+                          "--caller-channel", "right", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "Traceback" not in res.stderr and res.returncode == 1
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    by_file = {}
+    for r in records:
+        by_file.setdefault(os.path.basename(r["file"]), []).append(r)
+    assert by_file["silence.wav"][0]["silent"] and by_file["silence.wav"][0]["speaker"] is None
+    assert "0 bytes" in by_file["empty.wav"][0]["error"]
+    assert "truncated WAV" in by_file["truncated.wav"][0]["error"]
+    assert "not found" in by_file["none.wav"][0]["error"]
+    assert {r["role"] for r in by_file["stereo.wav"]} == {"caller", "agent"}
+    for r in by_file["stereo.wav"]:
+        assert {"file", "speaker", "role", "speech_seconds", "segments", "gender", "age_sup", "age_sub"} <= set(r)
+
+
+def test_call_options_are_checked():
+    from recipes.calls.call import parse_caller_channel
+    from recipes.calls.options import CallOptions
+
+    assert parse_caller_channel("Right") == 1 and parse_caller_channel(0) == 0
+    with pytest.raises(ValueError, match="caller_channel must be"):
+        parse_caller_channel("middle")
+    with pytest.raises(ValueError, match="max_speakers"):
+        CallOptions(max_speakers=0)
