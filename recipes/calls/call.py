@@ -64,8 +64,21 @@ def stream_masks(x, sample_rate, speech, dominance_db, mono):
     return out
 
 
-def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base):
-    """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask."""
+def close_gaps(mask, frames):
+    """The mask with its non-speech gaps of at most ``frames`` frames (inside speech) filled:
+    the pauses between syllables and words belong to the turn."""
+    mask = mask.copy()
+    for a, b in runs(~mask):
+        if b - a <= frames and a > 0 and b < mask.size:
+            mask[a:b] = True
+    return mask
+
+
+def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base, fill=True):
+    """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask
+    (``fill``: short pauses inside speech first belong to the turn)."""
+    if fill:
+        mask = close_gaps(mask, int(opts.fill_gap_seconds * sample_rate / n_frame))
     win, hop = int(opts.window_seconds * sample_rate), int(opts.hop_seconds * sample_rate)
     shortest = int(opts.min_window_seconds * sample_rate)
     out = []
@@ -93,8 +106,9 @@ class CallAccumulator:
     def add(self, x, offset_s, sample_rate, masks, n_frame):
         for stream, mask in masks.items():
             sig = x.mean(0) if len(masks) == 1 and x.shape[0] > 1 and stream == 0 else x[stream]
-            wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs)
-            self.runs += len(runs(mask))
+            # mono: pauses belong to the turn; stereo: only the frames where the party dominates
+            wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, fill=len(masks) == 1)
+            self.runs += len(wins) + 1  # run ids stay unique across blocks
             if not wins:
                 continue
             chunks = [sig[a:b] for a, b, *_ in wins]
@@ -106,7 +120,7 @@ class CallAccumulator:
             store["emb"].append(embs)
             store["print"].append(prints)
             store["times"] += [(ta, tb, run) for _, _, ta, tb, run in wins]
-            store["seconds"] += float(mask.sum()) * n_frame / sample_rate
+            store["seconds"] += sum(b - a for a, b, *_ in wins) / sample_rate
 
     def stream(self, stream):
         s = self.streams[stream]

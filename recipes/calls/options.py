@@ -5,6 +5,7 @@ exported folder without them gets these defaults)::
         window_seconds: 2.0       # speech windows profiled and embedded ...
         hop_seconds: 1.0          # ... every hop
         min_window_seconds: 0.5   # shorter stretches of speech are left out
+        fill_gap_seconds: 1.0     # mono: pauses this short inside speech belong to the turn
         block_seconds: 60.0       # the call is read this many seconds at a time (bounded memory)
         dominance_db: 10.0        # stereo: a frame is a party's when its channel is this much louder
         max_speakers: 4           # mono: speakers estimated between 1 and this
@@ -24,6 +25,7 @@ class CallOptions:
     window_seconds: float = 2.0
     hop_seconds: float = 1.0
     min_window_seconds: float = 0.5
+    fill_gap_seconds: float = 1.0
     block_seconds: float = 60.0
     dominance_db: float = 10.0
     max_speakers: int = 4
