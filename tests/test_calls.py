@@ -141,3 +141,32 @@ def test_call_options_are_checked():
         parse_caller_channel("middle")
     with pytest.raises(ValueError, match="max_speakers"):
         CallOptions(max_speakers=0)
+
+
+@pytest.mark.parametrize("kind", ["stereo", "mono"])
+def test_streaming_ends_with_the_offline_answer(call_set, kind):
+    """Chunks of 20 ms to 3 s as they arrive; after the last one the records equal the
+    offline path's on the same audio (with its blocks the stream's size)."""
+    from recipes.calls.call import profile_call
+    from recipes.calls.streaming import StreamingProfiler
+
+    out, paths, _, _ = call_set
+    profiler = profiler_for(out, cluster_threshold=0.2)
+    audio, rate = sf.read(str(paths[kind]), dtype="float32", always_2d=True)
+    caller = "right" if kind == "stereo" else None
+    stream = StreamingProfiler(profiler, rate, channels=audio.shape[1], caller_channel=caller)
+    rng = np.random.default_rng(0)
+    pos, seen = 0, []
+    while pos < len(audio):
+        n = int(rng.choice([int(0.02 * rate), int(0.5 * rate), int(3 * rate)]))
+        seen.append(stream.push(audio[pos:pos + n]))
+        pos += n
+    final = stream.finish()
+    assert any(seen[:-1]) and all(isinstance(r, list) for r in seen)  # running profiles came before the end
+    opts = dict(profiler.hparams.call.to_dict(), block_seconds=profiler.hparams.call.stream_block_seconds)
+    offline = profile_call(profiler, str(paths[kind]), caller_channel=caller, options=opts)
+    assert [r["speaker"] for r in final] == [r["speaker"] for r in offline]
+    for a, b in zip(final, offline):
+        assert a["role"] == b["role"] and a["segments"] == b["segments"]
+        assert a["gender"]["probs"] == pytest.approx(b["gender"]["probs"], abs=1e-5)
+        assert isinstance(a["decided"], bool)

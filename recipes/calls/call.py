@@ -138,65 +138,108 @@ def speaker_record(profiler, probs, emb, sel, n_all):
     return res
 
 
+class CallSession:
+    """The speakers of one call as its blocks arrive (a file read in blocks, or a live stream):
+    ``add_block`` takes each (channels, samples) block at the model's rate, ``records`` gives the
+    per-speaker records (``final``: the voices of a mono call clustered over the whole call;
+    else each window goes to the nearest voice heard so far, bounded work per block)."""
+
+    def __init__(self, profiler, n_channels, mono, caller_channel=None, agents=None, options=None):
+        self.profiler = profiler
+        self.opts = CallOptions.coerce(options if options is not None else getattr(profiler.hparams, "call", None))
+        self.speech = SpeechConfig.coerce(getattr(profiler.hparams, "speech", None))
+        self.sr, self.n_channels, self.mono = profiler.sample_rate, n_channels, mono
+        self.voiceprints = Voiceprints(self.opts.voiceprint, profiler.model, self.sr, profiler.device)
+        self.acc = CallAccumulator(profiler, self.opts, self.voiceprints)
+        self.n_frame = frame_length(self.sr, self.speech)
+        self.notes, self.flat, self.total, self.seconds = [], 0.0, 0, 0.0
+        self.caller = parse_caller_channel(caller_channel)
+        if self.caller is not None and (mono or self.caller >= n_channels):
+            self.notes.append(f"caller_channel {caller_channel} ignored: the call is mono")
+            self.caller = None
+        self.agent_prints = self.voiceprints.enrol(agents) if agents else {}
+        self.online = {}  # stream -> voice centroids of the running (online) assignment
+
+    def add_block(self, offset, x):
+        self.flat += clipped_fraction(x.reshape(-1)) * x.numel()
+        self.total += x.numel()
+        self.seconds = max(self.seconds, offset + x.shape[1] / self.sr)
+        self.acc.add(x, offset, self.sr, stream_masks(x, self.sr, self.speech, self.opts.dominance_db, self.mono),
+                     self.n_frame)
+
+    def labels(self, stream, prints, final):
+        if not self.mono:
+            return np.zeros(len(prints), dtype=int)
+        if final:
+            labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold)
+            if labels.max() + 1 >= self.opts.max_speakers:
+                self.notes.append(f"{self.opts.max_speakers} or more voices: at most "
+                                  f"{self.opts.max_speakers} are told apart")
+            return labels
+        return self.online_labels(stream, prints)
+
+    def online_labels(self, stream, prints):
+        """Each window not yet assigned goes to the nearest voice centroid (a new voice when all
+        are farther than cluster_threshold, up to max_speakers): bounded work per window."""
+        state = self.online.setdefault(stream, {"labels": [], "sums": []})
+        for v in prints[len(state["labels"]):]:
+            cents = [s / s.norm() for s in state["sums"]]
+            sims = [float(c @ v) for c in cents]
+            if sims and (max(sims) >= 1 - self.opts.cluster_threshold or len(cents) >= self.opts.max_speakers):
+                k = int(np.argmax(sims))
+                state["sums"][k] = state["sums"][k] + v
+            else:
+                k = len(state["sums"])
+                state["sums"].append(v.clone())
+            state["labels"].append(k)
+        return np.asarray(state["labels"], dtype=int)
+
+    def records(self, name, final=True, rttm=None):
+        base = {"file": str(name), "call": {"seconds": round(self.seconds, 3), "channels": self.n_channels,
+                                            "mode": "mono" if self.mono else "stereo", "notes": self.notes},
+                "clipped_fraction": round(self.flat / max(self.total, 1), 4)}
+        speakers = []
+        for stream in sorted(self.acc.streams):
+            probs, emb, prints, times, _ = self.acc.stream(stream)
+            labels = self.labels(stream, prints, final)
+            spans = window_spans(times)
+            for k in range(int(labels.max()) + 1):
+                sel = torch.from_numpy(labels == k)
+                if not bool(sel.any()):
+                    continue
+                segs = segments(spans, labels, k)
+                speakers.append({"speaker": f"S{k + 1}" if self.mono else CHANNEL_NAMES.get(stream, f"channel{stream}"),
+                                 "channel": None if self.mono else stream,
+                                 "speech_seconds": round(sum(b - a for a, b in segs), 3), "segments": segs,
+                                 "voiceprint": torch.nn.functional.normalize(prints[sel].mean(0), dim=0),
+                                 **speaker_record(self.profiler, probs, emb, sel, len(times))})
+        assign_roles(speakers, self.caller, self.agent_prints, self.opts, self.notes)
+        if rttm:
+            os.makedirs(rttm, exist_ok=True)
+            stem = os.path.splitext(os.path.basename(str(name)))[0]
+            with open(os.path.join(rttm, f"{stem}.rttm"), "w") as f:
+                f.write("\n".join(rttm_lines(stem, {s["speaker"]: s["segments"] for s in speakers})) + "\n")
+        if not speakers:
+            if final and "no speech in the call" not in self.notes:
+                self.notes.append("no speech in the call")
+            return [{**base, "speaker": None, "role": None, "speech_seconds": 0.0, "segments": [], "confidence": None,
+                     **self.profiler._result(None, None, 0, 0)}]
+        return [{**base, **{k: v for k, v in s.items() if k != "voiceprint"}} for s in speakers]
+
+
 def profile_call(profiler, path, caller_channel=None, agents=None, options=None, rttm=None):
     """Records (dicts) of the speakers of the call at ``path`` (see the module docstring);
     ``rttm``: a folder to write <file stem>.rttm into. AudioError for an unreadable file."""
     opts = CallOptions.coerce(options if options is not None else getattr(profiler.hparams, "call", None))
-    speech = SpeechConfig.coerce(getattr(profiler.hparams, "speech", None))
-    sr = profiler.sample_rate
-    caller = parse_caller_channel(caller_channel)
-    seconds, _, n_channels = call_info(path)
-    voiceprints = Voiceprints(opts.voiceprint, profiler.model, sr, profiler.device)
-    acc = CallAccumulator(profiler, opts, voiceprints)
-    n_frame = frame_length(sr, speech)
-    identical, flat, total = n_channels > 1, 0.0, 0
-    notes = []
-    for offset, x in blocks(path, sr, opts.block_seconds):
-        if identical and not channels_identical(x[:2]):
-            identical = False
-        flat += clipped_fraction(x.reshape(-1)) * x.numel()
-        total += x.numel()
-    mono = n_channels == 1 or identical
+    _, _, n_channels = call_info(path)
+    identical = n_channels > 1 and all(channels_identical(x[:2]) for _, x in blocks(path, profiler.sample_rate,
+                                                                                       opts.block_seconds))
+    session = CallSession(profiler, n_channels, n_channels == 1 or identical, caller_channel, agents, opts)
     if identical:
-        notes.append("the two channels carry the same signal: profiled as a mono call")
-    for offset, x in blocks(path, sr, opts.block_seconds):  # second pass: masks and windows
-        acc.add(x, offset, sr, stream_masks(x, sr, speech, opts.dominance_db, mono), n_frame)
-    if caller is not None and (mono or caller >= n_channels):
-        notes.append(f"caller_channel {caller_channel} ignored: the call is mono")
-        caller = None
-    base = {"file": str(path), "call": {"seconds": round(seconds, 3), "channels": n_channels,
-                                        "mode": "mono" if mono else "stereo", "notes": notes},
-            "clipped_fraction": round(flat / max(total, 1), 4)}
-    speakers = []  # (name, stream, selection, times)
-    for stream in sorted(acc.streams):
-        probs, emb, prints, times, secs = acc.stream(stream)
-        if mono:
-            labels = cluster(prints.numpy(), opts.max_speakers, opts.cluster_threshold)
-            if labels.max() + 1 >= opts.max_speakers:
-                notes.append(f"{opts.max_speakers} or more voices: at most {opts.max_speakers} are told apart")
-        else:
-            labels = np.zeros(len(times), dtype=int)
-        spans = window_spans(times)
-        for k in range(int(labels.max()) + 1):
-            sel = torch.from_numpy(labels == k)
-            name = f"S{k + 1}" if mono else CHANNEL_NAMES.get(stream, f"channel{stream}")
-            segs = segments(spans, labels, k)
-            rec = speaker_record(profiler, probs, emb, sel, len(times))
-            speakers.append({"speaker": name, "channel": None if mono else stream,
-                             "speech_seconds": round(sum(b - a for a, b in segs), 3), "segments": segs,
-                             "voiceprint": torch.nn.functional.normalize(prints[sel].mean(0), dim=0), **rec})
-    assign_roles(speakers, caller, voiceprints.enrol(agents) if agents else {}, opts, notes)
-    if rttm:
-        os.makedirs(rttm, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(str(path)))[0]
-        with open(os.path.join(rttm, f"{stem}.rttm"), "w") as f:
-            f.write("\n".join(rttm_lines(stem, {s["speaker"]: s["segments"] for s in speakers})) + "\n")
-    if not speakers:
-        silent = profiler._result(None, None, 0, 0)
-        notes.append("no speech in the call")
-        return [{**base, "speaker": None, "role": None, "speech_seconds": 0.0, "segments": [], "confidence": None,
-                 **silent}]
-    return [{**base, **{k: v for k, v in s.items() if k != "voiceprint"}} for s in speakers]
+        session.notes.insert(0, "the two channels carry the same signal: profiled as a mono call")
+    for offset, x in blocks(path, profiler.sample_rate, opts.block_seconds):
+        session.add_block(offset, x)
+    return session.records(path, final=True, rttm=rttm)
 
 
 def assign_roles(speakers, caller, agent_prints, opts, notes):

@@ -13,6 +13,9 @@ exported folder without them gets these defaults)::
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
         voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)
+        stream_block_seconds: 2.0 # StreamingProfiler: audio processed this many seconds at a time
+        decide_seconds: 5.0       # a live speaker is "decided" with this much speech ...
+        decide_probability: 0.8   # ... and a gender probability at least this
 """
 
 from dataclasses import asdict, dataclass
@@ -33,6 +36,9 @@ class CallOptions:
     agent_threshold: float = 0.7
     first_speaker_role: str = None
     voiceprint: str = "ge2e"
+    stream_block_seconds: float = 2.0
+    decide_seconds: float = 5.0
+    decide_probability: float = 0.8
 
     def __post_init__(self):
         if not (self.window_seconds > 0 and self.hop_seconds > 0 and self.block_seconds >= self.window_seconds):
@@ -41,6 +47,8 @@ class CallOptions:
             raise ValueError(f"call options: max_speakers must be 1-8, got {self.max_speakers}")
         if self.first_speaker_role not in (None, "agent", "caller"):
             raise ValueError(f"call options: first_speaker_role must be null, agent or caller, got {self.first_speaker_role!r}")
+        if not (self.stream_block_seconds > 0 and 0 <= self.decide_probability <= 1):
+            raise ValueError("call options: stream_block_seconds must be > 0, decide_probability in [0, 1]")
         if self.voiceprint not in ("ge2e", "model"):
             raise ValueError(f"call options: voiceprint must be ge2e or model, got {self.voiceprint!r}")
 

@@ -47,18 +47,25 @@ def blocks(path, sample_rate, block_seconds):
                 data = f.read(frames=frames, dtype="float32", always_2d=True)
                 if data.size == 0:
                     break
-                if not np.isfinite(data).all():
-                    raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {path}")
-                x = torch.from_numpy(np.ascontiguousarray(data.T))
-                x = x - x.mean(dim=1, keepdim=True)
-                if native != sample_rate:
-                    x = AF.resample(x, native, sample_rate)
-                yield start / float(native), x
+                yield start / float(native), prepare_block(data, native, sample_rate, path)
                 start += data.shape[0]
     except AudioError:
         raise
     except Exception as err:
         raise AudioError(f"cannot read audio {path}: {err}") from None
+
+
+def prepare_block(data, native, sample_rate, name="call"):
+    """A (frames, channels) float block at ``native`` Hz -> (channels, samples) at
+    ``sample_rate``, its DC offset removed (the same for a file and for a live stream)."""
+    data = np.asarray(data, dtype=np.float32)
+    if not np.isfinite(data).all():
+        raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {name}")
+    x = torch.from_numpy(np.ascontiguousarray(data.T))
+    x = x - x.mean(dim=1, keepdim=True)
+    if native != sample_rate:
+        x = AF.resample(x, native, sample_rate)
+    return x
 
 
 def channels_identical(x):
