@@ -62,7 +62,7 @@ def test_interface_batch_resample_silence(tiny_run):
     by_file = whole.classify_file(path)
     by_wave = whole.classify_batch(one, sample_rate=sr)[0]
     assert by_file["n_windows"] == 1 and by_file["gender"]["probs"] == by_wave["gender"]["probs"]
-    speech_only = keep_speech(load_audio(path, 8000), 8000)
+    speech_only = keep_speech(load_audio(path, 8000), 8000, whole.hparams.speech)  # the folder's speech decision
     probs, _ = ProfilerModel.from_folder(str(out))(speech_only[None])  # the checkpoint, directly
     for task in ("gender", "age_sup", "age_sub"):
         assert torch.allclose(torch.tensor(list(by_file[task]["probs"].values())), probs[task][0], atol=1e-5)

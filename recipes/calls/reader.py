@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from recipes.data.audio import AudioError, path_problem, wav_truncated
+from recipes.data.audio import AudioError, path_problem, remove_dc, wav_truncated
 
 IDENTICAL_DB = -40.0  # two channels closer than this (difference vs signal power) are one signal
 
@@ -61,8 +61,7 @@ def prepare_block(data, native, sample_rate, name="call"):
     data = np.asarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {name}")
-    x = torch.from_numpy(np.ascontiguousarray(data.T))
-    x = x - x.mean(dim=1, keepdim=True)
+    x = remove_dc(torch.from_numpy(np.ascontiguousarray(data.T)), native)
     if native != sample_rate:
         x = AF.resample(x, native, sample_rate)
     return x

@@ -3,8 +3,10 @@
 Downmix: the mean of the channels, except when the channels cancel (e.g. L = -R, a
 wiring or polarity fault: the mean keeps less than ``CANCEL_RATIO`` of the loudest
 channel's power), then the loudest channel, so such a file is not taken for silence.
-NaN / inf samples are an AudioError naming the file (never "silent"). The file's mean (a
-DC offset of the line) is removed, the same for preparation, training and inference.
+NaN / inf samples are an AudioError naming the file (never "silent"). DC and sub-audio content
+(a line's DC offset, drift below 20 Hz) is removed by a high-pass filter (``remove_dc``), the same
+for preparation, training and inference; a local filter, so silence around a clip does not change
+what the clip's speech becomes.
 ``clipped_fraction`` says how much of a signal sits flat at its extremes (clipping).
 """
 
@@ -61,15 +63,21 @@ def load_audio(path, sample_rate, start_s=None, dur_s=None):
         raise AudioError(f"empty audio {path}")
     if not np.isfinite(data).all():
         raise AudioError(f"{int((~np.isfinite(data)).sum())} non-finite (NaN/inf) sample(s) in {path}")
-    wav = remove_dc(torch.from_numpy(np.ascontiguousarray(downmix(data))))
+    wav = remove_dc(torch.from_numpy(np.ascontiguousarray(downmix(data))), native)
     if native != sample_rate:
         wav = AF.resample(wav, native, sample_rate)
     return wav
 
 
-def remove_dc(wav):
-    """The signal without its mean (a DC offset of the line or the recorder)."""
-    return wav - wav.mean() if wav.numel() else wav
+DC_CUTOFF_HZ = 20.0
+
+
+def remove_dc(wav, sample_rate):
+    """The signal without its DC and sub-audio content: a 2nd-order high-pass (biquad) at
+    DC_CUTOFF_HZ, along the last dimension (a line's DC offset, hum below speech, drift)."""
+    if wav.shape[-1] == 0:
+        return wav
+    return AF.highpass_biquad(wav.float(), sample_rate, DC_CUTOFF_HZ)
 
 
 def clipped_fraction(wav, run=3):

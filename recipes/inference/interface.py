@@ -153,7 +153,7 @@ class SpeakerProfilerInterface(Pretrained):
                 if errors == "raise":
                     raise
                 results[i] = {"file": str(path), "error": str(err)}
-        for i, res in zip(kept, self.classify_signals(signals, names=[paths[i] for i in kept])):
+        for i, res in zip(kept, self.classify_signals(signals, names=[paths[i] for i in kept], dc_removed=True)):
             results[i] = res
         return results
 
@@ -181,9 +181,10 @@ class SpeakerProfilerInterface(Pretrained):
     def forward(self, wavs, wav_lens=None, sample_rate=None):
         return self.classify_batch(wavs, wav_lens, sample_rate)
 
-    def classify_signals(self, signals, sample_rate=None, names=None):
+    def classify_signals(self, signals, sample_rate=None, names=None, dc_removed=False):
         """Result dicts for a list of 1-D signals of any lengths at ``sample_rate``;
-        ``names`` (e.g. file paths) name a signal in errors (AudioError for NaN / inf)."""
+        ``names`` (e.g. file paths) name a signal in errors (AudioError for NaN / inf);
+        ``dc_removed``: the signals went through the front-end high-pass already (load_audio)."""
         sr = sample_rate or self.sample_rate
         hp = self.hparams
         speech = SpeechConfig.coerce(getattr(hp, "speech", None))  # older folders: the defaults
@@ -195,7 +196,8 @@ class SpeakerProfilerInterface(Pretrained):
             if not torch.isfinite(sig).all():
                 raise AudioError(f"{int((~torch.isfinite(sig)).sum())} non-finite (NaN/inf) sample(s) in {name}")
             clipped = clipped_fraction(sig)
-            sig = remove_dc(sig)  # as load_audio does for files (and training)
+            if not dc_removed:  # as load_audio does for files (and training)
+                sig = remove_dc(sig, sr)
             if sr != self.sample_rate:
                 sig = AF.resample(sig, sr, self.sample_rate)
             try:
