@@ -183,7 +183,23 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
         probs = model.audio_forward(x.unsqueeze(0), rate)[0].numpy()
     centres = (np.arange(n_frames) + 0.5) * frame_len / sample_rate  # seconds
     idx = np.minimum((centres * rate / chunk).astype(int), probs.size - 1)
-    return probs[idx] >= threshold
+    # the model decides per 32 ms chunk: pauses shorter than VAD_MIN_SILENCE inside speech stay
+    # speech (as silero's own speech timestamps do), so kept speech is not spliced syllables
+    return fill_short_gaps(probs[idx] >= threshold, int(round(VAD_MIN_SILENCE * sample_rate / frame_len)))
+
+
+VAD_MIN_SILENCE = 0.25  # seconds
+
+
+def fill_short_gaps(mask, frames):
+    """A bool frame mask with its False stretches of at most ``frames`` frames between True
+    frames set True."""
+    out = mask.copy()
+    edges = np.diff(np.concatenate([[1], mask.astype(np.int8), [1]]))
+    for a, b in zip(np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)):
+        if 0 < a and b < mask.size and b - a <= frames:
+            out[a:b] = True
+    return out
 
 
 def frame_bounds(n_frames, n_samples, sample_rate, cfg=None):
