@@ -170,3 +170,19 @@ def test_streaming_ends_with_the_offline_answer(call_set, kind):
         assert a["role"] == b["role"] and a["segments"] == b["segments"]
         assert a["gender"]["probs"] == pytest.approx(b["gender"]["probs"], abs=1e-5)
         assert isinstance(a["decided"], bool)
+
+
+@pytest.mark.parametrize("subtype", ["ULAW", "ALAW"])
+def test_g711_calls_at_another_rate(call_set, tmp_path, subtype):
+    """A G.711 (mu-law / A-law) WAV at 16 kHz: read in blocks, resampled, the same parties."""
+    import torch
+    import torchaudio.functional as AF
+
+    out, paths, _, _ = call_set
+    audio, rate = sf.read(str(paths["stereo"]), dtype="float32", always_2d=True)
+    up = AF.resample(torch.from_numpy(audio.T.copy()), rate, 16000).T.numpy()
+    path = tmp_path / f"call_{subtype}.wav"
+    sf.write(path, up, 16000, subtype=subtype)
+    records = profiler_for(out).profile_call(str(path), caller_channel="right")
+    assert {r["role"]: r["speaker"] for r in records} == {"caller": "right", "agent": "left"}
+    assert records[0]["call"]["channels"] == 2
