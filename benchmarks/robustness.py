@@ -312,7 +312,7 @@ def acc(right_scored):
 def degraded_markdown(tables, sizes, name, command, seconds, detector_trained):
     where = machine(f"{torch.get_num_threads()} torch thread(s)")
     lines = [f"## Degraded input: clipping, DC offset, hum, noise, noise alone ({name})", "",
-             "Each clip (read by load_audio: mono, the model's sample rate, its mean removed) is profiled as it is "
+             "Each clip (read by load_audio: mono, the model's sample rate, DC and sub-audio removed by its 20 Hz high-pass) is profiled as it is "
              "and degraded, seeded per clip and condition: **clipped (x30)**: x30 gain then clipped to [-1, 1]; "
              "**DC offset +0.1** added; **hum 50 Hz -20 dB**: 50 Hz and its harmonics 2-5 (equal amplitudes, "
              "random phases), in all 20 dB below the clip's RMS; **white noise 10 dB SNR** (relative to the clip's "
