@@ -102,3 +102,31 @@ def test_probe_and_audit_refuse_unknown_options(tiny_run, script, yaml):
     res = subprocess.run([sys.executable, script, yaml, f"--model_folder={out}", "--n_seed=1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "unknown option --n_seed; did you mean 'n_seeds'?" in res.stderr
+
+
+def test_serve_py(tiny_run):
+    """serve.py answers on 127.0.0.1 and stops on SIGTERM without leaving a process behind."""
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    _, out = tiny_run
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "serve.py", str(out), "--port", str(port), "--workers", "1"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        body = None
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=2) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        assert body and body["sample_rate"] == 8000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) is not None  # stopped: no process left behind

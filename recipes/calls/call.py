@@ -24,7 +24,7 @@ import torch
 
 from recipes.calls.diarize import cluster, rttm_lines, segments, window_spans
 from recipes.calls.options import CallOptions
-from recipes.calls.reader import blocks, call_info, channels_identical
+from recipes.calls.reader import blocks, call_info, channels_identical, mono_of
 from recipes.calls.voiceprint import Voiceprints
 from recipes.data.audio import clipped_fraction
 from recipes.data.speech import SpeechConfig, frame_length, frame_levels_dbfs, speech_mask
@@ -53,8 +53,7 @@ def runs(mask):
 def stream_masks(x, sample_rate, speech, dominance_db, mono):
     """Per stream (channel, or 0 for mono), the bool frame mask of its own speech."""
     if mono:
-        sig = x.mean(0)
-        return {0: speech_mask(sig, sample_rate, speech).numpy()}
+        return {0: speech_mask(mono_of(x), sample_rate, speech).numpy()}
     masks = {c: speech_mask(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
     levels = {c: frame_levels_dbfs(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
     out = {}
@@ -105,7 +104,7 @@ class CallAccumulator:
 
     def add(self, x, offset_s, sample_rate, masks, n_frame):
         for stream, mask in masks.items():
-            sig = x.mean(0) if len(masks) == 1 and x.shape[0] > 1 and stream == 0 else x[stream]
+            sig = mono_of(x) if len(masks) == 1 else x[stream]
             # mono: pauses belong to the turn; stereo: only the frames where the party dominates
             wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, fill=len(masks) == 1)
             self.runs += len(wins) + 1  # run ids stay unique across blocks

@@ -68,9 +68,20 @@ def prepare_block(data, native, sample_rate, name="call"):
 
 
 def channels_identical(x):
-    """Whether the two channels of a (2, samples) block carry the same signal."""
-    power = float((x ** 2).mean())
-    if power == 0:
+    """Whether the two channels of a (2, samples) block carry the same signal (one a copy of
+    the other at any gain or polarity: |correlation| >= 0.99, or a difference below
+    IDENTICAL_DB); a silent block says nothing against it."""
+    a, b = x[0].double(), x[1].double()
+    pa, pb = float((a ** 2).mean()), float((b ** 2).mean())
+    if pa == 0 or pb == 0:
+        return pa == pb
+    diff = float(((a - b) ** 2).mean())
+    if diff == 0 or 10 * np.log10(diff / max(pa, pb)) < IDENTICAL_DB:
         return True
-    diff = float(((x[0] - x[1]) ** 2).mean())
-    return diff == 0 or 10 * np.log10(diff / power) < IDENTICAL_DB
+    return abs(float((a * b).mean()) / np.sqrt(pa * pb)) >= 0.99
+
+
+def mono_of(x):
+    """The one signal of a (channels, samples) block whose channels carry the same signal: its
+    loudest channel (a mean would cancel a polarity-inverted copy)."""
+    return x[int((x ** 2).mean(dim=1).argmax())] if x.shape[0] > 1 else x[0]

@@ -47,7 +47,7 @@ def path_problem(path):
 
 def load_audio(path, sample_rate, start_s=None, dur_s=None):
     """Float32 mono tensor at ``sample_rate``; optionally a segment [start_s, start_s+dur_s)."""
-    problem = path_problem(path)
+    problem = path_problem(path) or wav_truncated(path)  # a truncated copy is not profiled on its first part
     if problem:
         raise AudioError(problem)
     try:

@@ -1,0 +1,1 @@
+"""The HTTP / WebSocket profiling service (app.py), run by serve.py."""
