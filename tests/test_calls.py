@@ -186,3 +186,15 @@ def test_g711_calls_at_another_rate(call_set, tmp_path, subtype):
     records = profiler_for(out).profile_call(str(path), caller_channel="right")
     assert {r["role"]: r["speaker"] for r in records} == {"caller": "right", "agent": "left"}
     assert records[0]["call"]["channels"] == 2
+
+
+def test_channels_are_one_signal_only_at_a_like_level():
+    """A copy at another gain or polarity is one signal; crosstalk 20 dB lower is not."""
+    import torch
+
+    from recipes.calls.reader import channels_identical
+
+    x = torch.randn(8000, generator=torch.Generator().manual_seed(0))
+    assert channels_identical(torch.stack([x, 0.9 * x])) and channels_identical(torch.stack([x, -x]))
+    assert not channels_identical(torch.stack([x, 0.1 * x]))  # the other party's crosstalk
+    assert not channels_identical(torch.stack([x, torch.randn(8000)]))

@@ -14,6 +14,7 @@ import torchaudio.functional as AF
 from recipes.data.audio import AudioError, path_problem, remove_dc, wav_truncated
 
 IDENTICAL_DB = -40.0  # two channels closer than this (difference vs signal power) are one signal
+SAME_LEVEL_DB = 6.0   # a copy of one channel in the other at most this much quieter is the same signal
 
 
 def call_info(path):
@@ -68,9 +69,10 @@ def prepare_block(data, native, sample_rate, name="call"):
 
 
 def channels_identical(x):
-    """Whether the two channels of a (2, samples) block carry the same signal (one a copy of
-    the other at any gain or polarity: |correlation| >= 0.99, or a difference below
-    IDENTICAL_DB); a silent block says nothing against it."""
+    """Whether the two channels of a (2, samples) block carry the same signal: a difference
+    below IDENTICAL_DB, or one a copy of the other (|correlation| >= 0.99, any polarity) at a
+    level within SAME_LEVEL_DB (crosstalk, the other party 15-30 dB lower, is not a copy); a
+    silent block says nothing against it."""
     a, b = x[0].double(), x[1].double()
     pa, pb = float((a ** 2).mean()), float((b ** 2).mean())
     if pa == 0 or pb == 0:
@@ -78,7 +80,8 @@ def channels_identical(x):
     diff = float(((a - b) ** 2).mean())
     if diff == 0 or 10 * np.log10(diff / max(pa, pb)) < IDENTICAL_DB:
         return True
-    return abs(float((a * b).mean()) / np.sqrt(pa * pb)) >= 0.99
+    same_level = abs(10 * np.log10(pa / pb)) <= SAME_LEVEL_DB
+    return same_level and abs(float((a * b).mean()) / np.sqrt(pa * pb)) >= 0.99
 
 
 def mono_of(x):
