@@ -53,6 +53,17 @@ def read_csv(path):
 
 
 # ---- commands ----------------------------------------------------------------------------------
+def manifest_clips(path, limit):
+    """The rows of a manifest (the first ``limit``; 0: all), wav paths relative to it resolved."""
+    rows = read_csv(path)
+    rows = rows[:limit] if limit else rows
+    folder = os.path.dirname(os.path.abspath(path))
+    for r in rows:
+        if not os.path.isabs(r["wav"]) and not os.path.exists(r["wav"]):
+            r["wav"] = os.path.join(folder, r["wav"])
+    return rows
+
+
 def run_logged(cmd, log, mode="a", check=True):
     """Runs ``cmd`` from the repository root, its output and errors into the file ``log``
     (appended, or written with ``mode="w"``); (return code, seconds). ``check``: a failure
