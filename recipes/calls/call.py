@@ -107,24 +107,22 @@ class CallAccumulator:
             sig = mono_of(x) if len(masks) == 1 else x[stream]
             # mono: pauses belong to the turn; stereo: only the frames where the party dominates
             wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, fill=len(masks) == 1)
-            self.runs += len(wins) + 1  # run ids stay unique across blocks
+            self.runs += len(runs(mask))  # run ids unique across blocks (closing gaps only merges runs)
             if not wins:
                 continue
             chunks = [sig[a:b] for a, b, *_ in wins]
             probs, embs = self.profiler.run_windows(chunks)
             prints = self.voiceprints.embed(chunks)
-            store = self.streams.setdefault(stream, {"probs": [], "emb": [], "print": [], "times": [],
-                                                     "seconds": 0.0})
+            store = self.streams.setdefault(stream, {"probs": [], "emb": [], "print": [], "times": []})
             store["probs"].append(probs)
             store["emb"].append(embs)
             store["print"].append(prints)
             store["times"] += [(ta, tb, run) for _, _, ta, tb, run in wins]
-            store["seconds"] += sum(b - a for a, b, *_ in wins) / sample_rate
 
     def stream(self, stream):
         s = self.streams[stream]
         probs = {t: torch.cat([p[t] for p in s["probs"]]) for t in s["probs"][0]}
-        return probs, torch.cat(s["emb"]), torch.cat(s["print"]), s["times"], s["seconds"]
+        return probs, torch.cat(s["emb"]), torch.cat(s["print"]), s["times"]
 
 
 def speaker_record(profiler, probs, emb, sel, n_all):
@@ -199,7 +197,7 @@ class CallSession:
                 "clipped_fraction": round(self.flat / max(self.total, 1), 4)}
         speakers = []
         for stream in sorted(self.acc.streams):
-            probs, emb, prints, times, _ = self.acc.stream(stream)
+            probs, emb, prints, times = self.acc.stream(stream)
             labels = self.labels(stream, prints, final)
             spans = window_spans(times)
             for k in range(int(labels.max()) + 1):
