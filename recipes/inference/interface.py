@@ -36,12 +36,11 @@ from speechbrain.inference.interfaces import Pretrained
 
 from recipes.age import AGE_KEY
 from recipes.data.audio import AudioError, clipped_fraction, load_audio, remove_dc
-from recipes.data.speech import NonFiniteAudio, SpeechConfig
+from recipes.data.speech import NonFiniteAudio, SpeechConfig, check_finite
 from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_speech_options, load_normalizer,
                                   pretrained_source, teacher_norm_path)
 from recipes.inference.windows import speech_windows
 from recipes.labels import TASKS
-
 
 
 def check_options(hp):
@@ -193,14 +192,13 @@ class SpeakerProfilerInterface(Pretrained):
         for i, sig in enumerate(signals):
             name = names[i] if names is not None else f"signal {i}"
             sig = sig.detach().float().cpu()
-            if not torch.isfinite(sig).all():
-                raise AudioError(f"{int((~torch.isfinite(sig)).sum())} non-finite (NaN/inf) sample(s) in {name}")
-            clipped = clipped_fraction(sig)
-            if not dc_removed:  # as load_audio does for files (and training)
-                sig = remove_dc(sig, sr)
-            if sr != self.sample_rate:
-                sig = AF.resample(sig, sr, self.sample_rate)
             try:
+                check_finite(sig, name)  # before the filter and resampling spread a NaN
+                clipped = clipped_fraction(sig)
+                if not dc_removed:  # as load_audio does for files (and training)
+                    sig = remove_dc(sig, sr)
+                if sr != self.sample_rate:
+                    sig = AF.resample(sig, sr, self.sample_rate)
                 kept, n_all, seconds = speech_windows(sig, self.sample_rate, hp.window_seconds, hp.hop_seconds,
                                                       speech, drop, name)
             except NonFiniteAudio as err:
