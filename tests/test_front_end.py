@@ -98,3 +98,30 @@ def test_an_unknown_detector_is_an_error():
 
     with pytest.raises(ValueError, match="speech detector must be one of"):
         SpeechConfig(detector="webrtc")
+
+
+def test_long_signals_run_the_detector_in_segments_with_the_same_decision():
+    """Above VAD_BATCH_ABOVE_SECONDS the Silero model runs on warmed-up segments as one batch:
+    the same speech / non-speech decision as one sequential pass on voiced sound and pauses,
+    and still none on noise."""
+    from recipes.data import speech
+
+    voiced = tone_speech(2.0)
+    pause = torch.zeros(SR)
+    x = torch.cat([torch.cat([voiced, pause]) for _ in range(10)])  # 30 s: batched
+    assert x.numel() > speech.VAD_BATCH_ABOVE_SECONDS * SR
+    cfg = speech.SpeechConfig(detector="silero")
+    frame = speech.frame_length(SR, cfg)
+    n = x.numel() // frame
+    batched = speech.vad_frame_mask(x, SR, n, frame, 0.5)
+    old = speech.VAD_BATCH_ABOVE_SECONDS
+    speech.VAD_BATCH_ABOVE_SECONDS = 1e9  # one sequential pass
+    try:
+        sequential = speech.vad_frame_mask(x, SR, n, frame, 0.5)
+    finally:
+        speech.VAD_BATCH_ABOVE_SECONDS = old
+    assert batched.size == sequential.size == n
+    assert (batched == sequential).mean() > 0.95
+    assert 15.0 < batched.sum() * frame / SR < 25.0  # the 20 s of voiced sound, not the pauses
+    noise = 0.1 * torch.randn(30 * SR, generator=torch.Generator().manual_seed(1))
+    assert speech.vad_frame_mask(noise, SR, n, frame, 0.5).mean() < 0.05

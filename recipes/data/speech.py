@@ -179,8 +179,7 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
     if x.numel() < chunk:
         return np.zeros(n_frames, dtype=bool)
     with torch.no_grad():
-        model.reset_states()
-        probs = model.audio_forward(x.unsqueeze(0), rate)[0].numpy()
+        probs = vad_probabilities(model, x, rate, chunk)
     centres = (np.arange(n_frames) + 0.5) * frame_len / sample_rate  # seconds
     idx = np.minimum((centres * rate / chunk).astype(int), probs.size - 1)
     # the model decides per 32 ms chunk: pauses shorter than VAD_MIN_SILENCE inside speech stay
@@ -189,6 +188,29 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
 
 
 VAD_MIN_SILENCE = 0.25  # seconds
+VAD_SEGMENT_SECONDS, VAD_CONTEXT_SECONDS = 4.0, 0.5  # long signals: segments run as one batch
+VAD_BATCH_ABOVE_SECONDS = 20.0  # shorter signals (training clips) run as one sequence
+
+
+def vad_probabilities(model, x, rate, chunk):
+    """The model's speech probability per ``chunk`` of the 1-D ``x``. A signal longer than
+    VAD_BATCH_ABOVE_SECONDS is cut into VAD_SEGMENT_SECONDS segments, each led by
+    VAD_CONTEXT_SECONDS of the audio before it (the recurrent state warms up on it), run as one
+    batch: 9x faster on a 60 s call block (one thread). The decisions differ from one sequential
+    pass as much as the model's own dependence on where a sequence starts: on 70 s of real
+    speech both a segmented run and a sequential run started 10 s later agree with it on 97 %
+    of the chunks."""
+    model.reset_states()
+    if x.numel() <= VAD_BATCH_ABOVE_SECONDS * rate:
+        return model.audio_forward(x.unsqueeze(0), rate)[0].numpy()
+    seg = int(VAD_SEGMENT_SECONDS * rate) // chunk * chunk
+    ctx = int(VAD_CONTEXT_SECONDS * rate) // chunk * chunk
+    n_seg = -(-x.numel() // seg)
+    padded = torch.nn.functional.pad(x, (ctx, n_seg * seg - x.numel()))
+    rows = torch.stack([padded[i * seg: i * seg + ctx + seg] for i in range(n_seg)])
+    probs = model.audio_forward(rows, rate)[:, ctx // chunk:]
+    model.reset_states()
+    return probs.reshape(-1)[: -(-x.numel() // chunk)].numpy()
 
 
 def fill_short_gaps(mask, frames):
