@@ -112,7 +112,7 @@ class CallAccumulator:
                 continue
             chunks = [sig[a:b] for a, b, *_ in wins]
             probs, embs = self.profiler.run_windows(chunks)
-            prints = self.voiceprints.embed(chunks)
+            prints = self.voiceprints.embed(chunks, model_embeddings=embs)
             store = self.streams.setdefault(stream, {"probs": [], "emb": [], "print": [], "times": []})
             store["probs"].append(probs)
             store["emb"].append(embs)
