@@ -40,8 +40,8 @@ class ExportableProfiler(torch.nn.Module):
         super().__init__()
         for enc in (profiler.encoder, getattr(profiler.teacher, "encoder", None)):
             if enc is not None and not enc.exportable:
-                raise ValueError(f"{type(enc).__name__} cannot be exported to TorchScript / ONNX (its "
-                                 "partial slicing depends on the input length, a trace would freeze it): "
+                raise ValueError(f"{type(enc).__name__} cannot be exported to TorchScript / ONNX "
+                                 f"({enc.export_blocker}): "
                                  "profile with infer.py / the inference class, or export a student that "
                                  "does not read it (an ECAPA / ResNet encoder, concat_teacher: False)")
         self.profiler = profiler
