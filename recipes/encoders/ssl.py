@@ -113,6 +113,8 @@ def _tail(hidden, attention_channels, emb_dim):
 class SSLEncoder(ProfilingEncoder):
     """``(waveform at input_rate, lengths) -> (batch, emb_dim)`` through a pretrained SSL model.
 
+    ``source``: where the checkpoint lies (a folder, or a name in the Hugging Face cache);
+    None: ``checkpoint``, the encoder YAML's checkpoint name.
     ``freeze``: the SSL model keeps its weights (eval mode, no gradients); the layer weights,
     pooling and embedding layer train. ``freeze: False`` fine-tunes the transformer too, with the
     CNN feature extractor frozen when ``freeze_feature_extractor``.
@@ -121,13 +123,14 @@ class SSLEncoder(ProfilingEncoder):
     exportable = False
     export_blocker = "a Hugging Face transformer behind a resampler: not traced here"
 
-    def __init__(self, source, input_rate=8000, ssl_rate=None, freeze=True, freeze_feature_extractor=True,
+    def __init__(self, source=None, checkpoint=None, input_rate=8000, ssl_rate=None, freeze=True, freeze_feature_extractor=True,
                  emb_dim=256, attention_channels=128):
         super().__init__()
         from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2  # lazy: transformers
 
-        self.source, self.freeze, self.emb_dim = str(source), bool(freeze), int(emb_dim)
-        self.ssl = Wav2Vec2(resolve_source(source), save_path="", freeze=self.freeze,
+        self.source = source if source not in (None, "") else checkpoint
+        self.freeze, self.emb_dim = bool(freeze), int(emb_dim)
+        self.ssl = Wav2Vec2(resolve_source(self.source), save_path="", freeze=self.freeze,
                             freeze_feature_extractor=freeze_feature_extractor, output_all_hiddens=True)
         self.ssl.model.config.layerdrop = 0.0  # a skipped layer would be missing from the weighted sum
         self.input_rate = int(input_rate)
