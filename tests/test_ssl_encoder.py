@@ -197,3 +197,10 @@ def test_mkd_with_an_ssl_teacher_and_an_ecapa_student(ssl_run):
     student = (out / "inference.yaml").read_text()
     assert "EcapaEncoder" in student and "input_size: 128" in student  # heads on [student 64; teacher 64]
     assert os.path.isfile(out / "teacher_cache.pt") and os.path.isfile(out / "results.json")
+
+
+def test_export_refuses_it_with_one_error(ssl_run, tmp_path):
+    res = subprocess.run([sys.executable, "export.py", str(ssl_run[1]), "--out", str(tmp_path / "exp")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: SSLEncoder cannot be exported to TorchScript / ONNX")
