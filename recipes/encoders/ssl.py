@@ -123,8 +123,8 @@ class SSLEncoder(ProfilingEncoder):
     exportable = False
     export_blocker = "a Hugging Face transformer behind a resampler: not traced here"
 
-    def __init__(self, source=None, checkpoint=None, input_rate=8000, ssl_rate=None, freeze=True, freeze_feature_extractor=True,
-                 emb_dim=256, attention_channels=128):
+    def __init__(self, source=None, checkpoint=None, input_rate=8000, ssl_rate=None, freeze=True,
+                 freeze_feature_extractor=True, emb_dim=256, attention_channels=128):
         super().__init__()
         from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2  # lazy: transformers
 
