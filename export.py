@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 
+from recipes.inference.deploy import NotExportable
 from recipes.inference.export_run import export_folder
 
 
@@ -46,7 +47,7 @@ def main(argv=None):
         report = export_folder(args.folder, args.out, int8=args.int8, onnx=not args.no_onnx, opset=args.opset,
                                check_seconds=args.check_seconds, eval_manifest=args.eval_manifest,
                                eval_limit=args.eval_limit)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, NotExportable) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))
     return 0

@@ -71,9 +71,13 @@ def test_shipped_paper_defaults():
     assert const["replacement_schedule"](0.5) == pytest.approx(0.75)
 
 
-def test_every_recipe_loads_and_names_its_folder_after_the_encoder():
+def test_every_recipe_loads_and_names_its_folder_after_the_encoder(tmp_path, monkeypatch):
+    from local.make_tiny_ssl import make_tiny_ssl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # SSL recipes: a tiny checkpoint folder, nothing downloaded
     data = {"data_folder": "unused", "input_csv": "unused.csv", "model_folder": "m", "speechocean_folder": "unused",
-            "mkd": False}  # MKD recipes read the embedding size from a trained teacher (tested end to end)
+            "mkd": False,  # MKD recipes read the embedding size from a trained teacher (tested end to end)
+            "ssl_source": make_tiny_ssl(str(tmp_path / "tiny_ssl"))}
     for path in sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml"))
                        + glob.glob(os.path.join(ROOT, "hparams", "*", "*.yaml"))):
         if "/blocks/" in path or "/encoders/" in path or "/labels/" in path or "interface" in path:

@@ -24,10 +24,11 @@ from recipes.config.resume import ResumeError, check_resumed_options
 from recipes.config.recipe_yaml import load_checked, save_hyperparams
 from recipes.config.run_lock import RunLockError, lock_output_folder
 from recipes.data.manifest import ManifestError
+from recipes.encoders.ssl import SSLSourceError
 from recipes.labels import LabelError
 
 # errors that mean "bad input": their message says what and where, a traceback would not help
-BAD_INPUT = (ManifestError, LabelError, RunLockError, OptionError, DataChangedError, ResumeError)
+BAD_INPUT = (ManifestError, LabelError, RunLockError, OptionError, DataChangedError, ResumeError, SSLSourceError)
 # ... and, for a script that reads a trained folder, a missing folder or file and a bad value
 BAD_FOLDER = BAD_INPUT + (FileNotFoundError, ValueError)
 

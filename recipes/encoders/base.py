@@ -16,6 +16,7 @@ class ProfilingEncoder(torch.nn.Module):
 
     emb_dim: int
     exportable = True  # False: torch.jit.trace / ONNX export would freeze length-dependent Python logic
+    export_blocker = "length-dependent Python logic, a trace would freeze it"  # why not (export's error)
 
     def named_layers(self):
         raise NotImplementedError

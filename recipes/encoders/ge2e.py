@@ -97,6 +97,7 @@ class GE2EEncoder(ProfilingEncoder):
     """Frozen GE2E LSTM (40 -> 3 x 256 -> 256), ``(mel power, lengths) -> (batch, 256)``."""
 
     exportable = False  # the Python loop over partials
+    export_blocker = "its partial slicing depends on the input length, a trace would freeze it"
 
     def __init__(self, weights="wheel", freeze=True, hidden=256, emb_dim=256, n_mels=40):
         super().__init__()

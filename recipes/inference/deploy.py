@@ -32,6 +32,10 @@ AGE_OUTPUT = "age_years"  # the age head's output (recipes/age.py), last, when t
 INPUTS = ("wavs", "lengths")
 
 
+class NotExportable(ValueError):
+    """A model whose encoder cannot be traced (``ProfilingEncoder.exportable`` False)."""
+
+
 class ExportableProfiler(torch.nn.Module):
     """(wavs, lengths) -> (gender, age_sup, age_sub probabilities, embedding[, age_years]);
     see the module doc. ``outputs``: the output names, in order."""
@@ -40,8 +44,8 @@ class ExportableProfiler(torch.nn.Module):
         super().__init__()
         for enc in (profiler.encoder, getattr(profiler.teacher, "encoder", None)):
             if enc is not None and not enc.exportable:
-                raise ValueError(f"{type(enc).__name__} cannot be exported to TorchScript / ONNX (its "
-                                 "partial slicing depends on the input length, a trace would freeze it): "
+                raise NotExportable(f"{type(enc).__name__} cannot be exported to TorchScript / ONNX "
+                                 f"({enc.export_blocker}): "
                                  "profile with infer.py / the inference class, or export a student that "
                                  "does not read it (an ECAPA / ResNet encoder, concat_teacher: False)")
         self.profiler = profiler
