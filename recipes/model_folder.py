@@ -16,7 +16,10 @@ A **trained folder** is what train.py (and prune.py, the LCMR student extraction
 An **exported folder** (``export_pretrained``: ``<folder>/pretrained`` or export.py's --out)
 holds ``hyperparams.yaml`` (``checkpoint:`` + the trained folder's inference.yaml + the options
 of hparams/blocks/interface.yaml), ``encoder.ckpt``, ``heads.ckpt``, ``normalizer.ckpt``,
-``custom_interface.py`` and, for an MKD student, ``teacher/`` and ``teacher_norm.pt``.
+``custom_interface.py`` and, for an MKD student, ``teacher/`` and ``teacher_norm.pt``. A folder
+whose encoder weights are rebuilt exactly by its YAML (a frozen encoder read from an installed
+package, the GE2E wheel) may leave ``encoder.ckpt`` out (``drop_rebuilt_weights``).
+The name ``builtin`` is the profile shipped in the repository (``BUILTIN_DIR``, docs/builtin_profile.md).
 docs/deploy.md describes both for users. Folders written before this module existed load
 unchanged (tests/fixtures/legacy_*).
 """
@@ -27,6 +30,7 @@ import os
 import shutil
 
 import ruamel.yaml
+import torch
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
 from recipes.config.recipe_yaml import drop_comments
@@ -48,11 +52,21 @@ INFERENCE_KEYS = ("sample_rate", "compute_features", "mean_var_norm", "encoder",
 MKD_DEFAULTS = {"mkd": False, "concat_teacher": False, "teacher_folder": None}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERFACE_TEMPLATE = os.path.join(ROOT, "hparams", "blocks", "interface.yaml")
+BUILTIN = "builtin"  # the profile shipped in the repository (docs/builtin_profile.md)
+BUILTIN_DIR = os.path.join(ROOT, "recipes", "builtin_profile")
 SHIM = ('"""Entry point for speechbrain.inference.interfaces.foreign_class (needs the project '
         'on the Python path)."""\n\nfrom recipes.inference.interface import SpeakerProfilerInterface  # noqa: F401\n')
 
 
 # ---- what a folder is ------------------------------------------------------------------
+def resolve_folder(folder):
+    """``builtin`` (when no such folder exists here) is the shipped profile's folder; any other
+    name is a path, returned as given."""
+    if str(folder) == BUILTIN and not os.path.exists(BUILTIN):
+        return BUILTIN_DIR
+    return folder
+
+
 def is_trained(folder):
     return os.path.isfile(os.path.join(str(folder), INFERENCE_YAML))
 
@@ -322,7 +336,9 @@ def has_speech_options(pretrained_dir):
 
 
 def pretrained_source(folder):
-    """The pretrained folder to load for ``folder`` (trained: refreshed if stale; exported: itself)."""
+    """The pretrained folder to load for ``folder`` (trained: refreshed if stale; exported: itself;
+    ``builtin``: the shipped profile)."""
+    folder = resolve_folder(folder)
     if is_trained(folder):
         out = os.path.join(str(folder), PRETRAINED_DIR)
         if exported_checkpoint(out) != best_checkpoint(folder).path.name or not has_speech_options(out):
@@ -336,12 +352,57 @@ def pretrained_source(folder):
 
 def init_from_folder(src, recoverables, resuming):
     """Fine-tuning (paper 004 "F/T" rows): load ``recoverables`` from the best checkpoint of
-    the trained folder ``src``, unless this run is ``resuming`` its own checkpoint."""
+    the trained folder ``src`` (or the weights of the exported folder ``src``, ``builtin``
+    among them), unless this run is ``resuming`` its own checkpoint."""
     if not src:
         return False
     if resuming:
         logger.info("init_from ignored: resuming this run's own checkpoint")
         return False
-    recover_best(src, recoverables)
+    folder = resolve_folder(src)
+    if is_trained(folder):
+        recover_best(folder, recoverables)
+    elif is_exported(folder):
+        load_exported_weights(folder, recoverables, src)
+    else:
+        raise FileNotFoundError(f"init_from: {src} is neither a train.py output folder ({INFERENCE_YAML}) "
+                                f"nor an exported folder ({PRETRAINED_YAML})")
     logger.info("initialised %s from %s", list(recoverables), src)
+    return True
+
+
+def load_exported_weights(folder, recoverables, name=None):
+    """Load each of ``recoverables`` that has a ``<name>.ckpt`` in the exported ``folder``
+    (an encoder rebuilt by its YAML has none: it stays as the recipe built it); a module whose
+    shapes differ (other label space, other encoder) is a ValueError naming both."""
+    for key, module in recoverables.items():
+        path = os.path.join(str(folder), f"{key}.ckpt")
+        if not os.path.isfile(path):
+            continue
+        try:
+            module.load_state_dict(torch.load(path, map_location="cpu"))
+        except RuntimeError as err:
+            lines = [line.strip() for line in str(err).strip().splitlines()]
+            raise ValueError(
+                f"init_from {name or folder}: its {key}.ckpt does not fit this recipe's {key} "
+                f"({lines[1] if len(lines) > 1 else lines[0]}); train with the encoder, label space and "
+                f"heads of {os.path.join(str(folder), PRETRAINED_YAML)}") from None
+
+
+def drop_rebuilt_weights(out_dir):
+    """Leave ``encoder.ckpt`` out of the exported ``out_dir`` when the encoder its
+    hyperparams.yaml builds holds exactly those weights already (a frozen encoder read from an
+    installed package: the folder ships the heads alone). Returns True when it was left out."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    yaml_path, ckpt = os.path.join(out_dir, PRETRAINED_YAML), os.path.join(out_dir, "encoder.ckpt")
+    with open(yaml_path) as f:
+        fresh = load_hyperpyyaml(f)["encoder"].state_dict()
+    saved = torch.load(ckpt, map_location="cpu")
+    if saved.keys() != fresh.keys() or not all(torch.equal(saved[k], fresh[k]) for k in saved):
+        return False
+    tree = read_tree(yaml_path)  # its header comment stays with the tree
+    del tree["pretrainer"]["loadables"]["encoder"]
+    _write_atomic(yaml_path, _dump(tree))
+    os.remove(ckpt)
     return True
