@@ -70,10 +70,11 @@ def main(argv=None):
     writer = PartWriter(args.output, schema(args.speakers == "auto"), rows_per_part=args.rows_per_part)
     worker = {"overrides": overrides_from(args), "speakers": args.speakers, "caller_channel": args.caller_channel,
               "agents": os.path.abspath(args.agents) if args.agents else None}
-    done, errors = job.run(todo, model, writer, workers=args.workers, threads=args.threads,
+    done, errors, rate = job.run(todo, model, writer, workers=args.workers, threads=args.threads,
                            address=args.address, batch_files=args.batch_files, worker_kwargs=worker,
                            progress=not args.no_progress)
-    print(f"profiled {done} file(s) into {args.output} ({errors} with an error row; {skipped} skipped)")
+    speed = f"; {rate:.2f} files/s after the first rows" if rate else ""
+    print(f"profiled {done} file(s) into {args.output} ({errors} with an error row; {skipped} skipped{speed})")
     return 0
 
 

@@ -44,13 +44,17 @@ def cluster_workers(ray, threads):
 def run(items, folder, writer, workers=None, threads=1, address=None, batch_files=8, worker_kwargs=None,
         progress=True):
     """Profiles ``items`` ({"file", "path"}) into ``writer`` (a PartWriter); returns
-    (files done, files with an error row)."""
+    (files done, files with an error row, files/s from the first rows to the last: the rate
+    once Ray and the models are up, None with a single batch)."""
+    import time
+
     from tqdm import tqdm
 
     from recipes.archive.rows import ArchiveWorker
 
     ray = start_ray(address, workers or max(1, (os.cpu_count() or 1) // threads), threads)
     done = errors = 0
+    first = None
     try:
         workers = min(workers or cluster_workers(ray, threads), len(items))
         batch_files = max(1, min(batch_files, math.ceil(len(items) / workers)))  # every worker gets a batch
@@ -65,9 +69,11 @@ def run(items, folder, writer, workers=None, threads=1, address=None, batch_file
                 files = set(table.column("file").to_pylist())
                 failed = {f for f, e in zip(table.column("file").to_pylist(), table.column("error").to_pylist()) if e}
                 done, errors = done + len(files), errors + len(failed)
+                first, last = first or (done, time.perf_counter()), time.perf_counter()
                 bar.update(len(files))
                 bar.set_postfix(errors=errors, refresh=False)
     finally:
         writer.flush()
         ray.shutdown()
-    return done, errors
+    rate = (done - first[0]) / (last - first[1]) if first and done > first[0] else None
+    return done, errors, rate
