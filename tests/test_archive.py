@@ -122,3 +122,23 @@ def test_the_call_mode_gives_one_row_per_speaker(tiny_run, tmp_path):
     record = profiler.profile_call(clip)[0]
     assert set(record) - {"embedding"} <= set(schema(call=True).names)
     assert set(profiler.classify_file(clip)) - {"embedding"} <= set(schema().names)
+
+
+def test_parts_are_whole_and_a_damaged_part_is_set_aside(tmp_path, capsys):
+    """No Ray: the part writer's files, the resume reader skipping hidden temporaries and setting
+    aside a part that cannot be read (its files are profiled again)."""
+    from recipes.archive.inputs import PartWriter, done_files
+    from recipes.archive.rows import schema, to_row
+
+    out = tmp_path / "out.parquet"
+    columns = list(zip(schema().names, schema().types))
+    writer = PartWriter(str(out), schema(), rows_per_part=2)
+    writer.add(pa.Table.from_pylist([to_row({"file": "a.wav", "error": "bad"}, columns)], schema=schema()))
+    assert os.listdir(out) == []  # under rows_per_part: nothing yet
+    writer.add(pa.Table.from_pylist([to_row({"file": "b.wav", "silent": True, "n_windows": 1}, columns)], schema=schema()))
+    (out / ".part-x.parquet.tmp").write_bytes(b"half a part")  # an interrupted write
+    (out / "part-broken.parquet").write_bytes(b"not parquet")
+    assert done_files(str(out), schema()) == {"a.wav", "b.wav"}
+    assert "part-broken.parquet is unreadable" in capsys.readouterr().out
+    assert (out / "_unreadable-part-broken.parquet").is_file() and not (out / "part-broken.parquet").exists()
+    assert pq.read_table(str(out)).num_rows == 2  # a reader sees the whole parts only

@@ -86,8 +86,8 @@ def part_files(output):
 
 def done_files(output, expected_schema):
     """The files an output folder holds already (rows with or without an error). A part of
-    another schema (another mode) stops the job; an unreadable part is set aside
-    (<name>.unreadable) so its files are profiled again."""
+    another schema (another mode) stops the job; an unreadable part is set aside as
+    _unreadable-<name> (readers skip names starting with _) so its files are profiled again."""
     import pyarrow.parquet as pq
 
     if os.path.exists(output) and not os.path.isdir(output):
@@ -98,8 +98,9 @@ def done_files(output, expected_schema):
             names = pq.read_schema(part).names
             files = pq.read_table(part, columns=["file"]).column("file").to_pylist()
         except Exception as err:  # noqa: BLE001 - a damaged part: its files are redone
-            print(f"warning: {part} is unreadable ({err}); set aside as {os.path.basename(part)}.unreadable")
-            os.replace(part, part + ".unreadable")
+            aside = os.path.join(output, "_unreadable-" + os.path.basename(part))
+            print(f"warning: {part} is unreadable ({err}); set aside as {aside}, its files are profiled again")
+            os.replace(part, aside)
             continue
         if names != expected_schema.names:
             mode = "--speakers auto" if "speaker" in names else "the clip mode"
