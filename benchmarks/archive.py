@@ -5,11 +5,12 @@ The same files (real Common Voice clips when ../shared/data is there: every k-th
 so many languages; else the demo corpus) profiled by plain ``infer.py`` (one process, its
 default ``--batch``, torch's default threads) and by ``profile_archive.py`` with 1 and 2 Ray
 workers on this machine. Per row: wall time of the whole command, files/s and x real time (audio
-seconds / wall), the same after start-up (Ray and model loading: the wall time of the same
-command on 2 files subtracted), the peak resident memory of each worker (VmHWM of the process
-that holds the model), and /proc/loadavg just before (other jobs share the machine).
+seconds / wall), the same once running (from the first result to the last: without Ray's start
+and model loading), the peak resident memory of each worker (VmHWM of the process that holds the
+model), and /proc/loadavg just before (other jobs share the machine). ``--repeats N``: N rounds
+of all rows interleaved, each row reporting its best round.
 
-    python benchmarks/archive.py --model_folder results/bench_cv_current/ge2e_ch_plain/1234 [--files 520]
+    python benchmarks/archive.py --model_folder results/bench_cv_current/ge2e_ch_plain/1234 [--files 520] [--repeats 2]
     python benchmarks/archive.py --limit 40                    # a quick check of the script (demo model)
 """
 
@@ -132,6 +133,7 @@ def main(argv=None):
     ap.add_argument("--model_folder", default=None, help="a trained or exported folder (default: a 1-epoch demo model)")
     ap.add_argument("--files", type=int, default=520)
     ap.add_argument("--limit", type=int, default=0, help="only this many files (a check of the script)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of all rows; each row reports its best round")
     ap.add_argument("--out", default=table_path("archive.md"))
     args = ap.parse_args(argv)
     data = os.path.join(ROOT, "results", "bench_archive", "demo_data")
@@ -142,21 +144,24 @@ def main(argv=None):
     source = ("Common Voice sample clips (8 kHz Opus), every k-th of the corpus" if os.path.isdir(in_root(CV_DATA))
               else "demo corpus clips")
     scratch = tempfile.mkdtemp(prefix="rayb", dir="/tmp")  # short: Ray's sockets live under it
-    rows = []
+    runs = {row[0]: [] for row in ROWS}
     try:
-        for row in ROWS:
-            load = open("/proc/loadavg").read().split()[:3]
-            wall, rate, peaks = timed(row, model, files, scratch)
-            rows.append((row[0], load, wall, rate, peaks))
-            print(row[0], f"{wall:.1f} s, {rate:.2f} files/s after the first, workers {[round(p) for p in peaks]} MiB",
-                  flush=True)
+        for _ in range(args.repeats):  # rounds of every row, interleaved: a busy spell hits all rows alike
+            for row in ROWS:
+                load = open("/proc/loadavg").read().split()[:3]
+                wall, rate, peaks = timed(row, model, files, scratch)
+                runs[row[0]].append((row[0], load, wall, rate, peaks))
+                print(row[0], f"{wall:.1f} s, {rate:.2f} files/s once running, workers {[round(p) for p in peaks]} MiB,"
+                      f" load {' '.join(load)}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    rows = [max(runs[row[0]], key=lambda r: r[3]) for row in ROWS]  # each row's least disturbed round
     n = len(files)
     lines = ["# Archive job throughput (profile_archive.py on Ray Data vs infer.py)", "",
              f"{n} files, {seconds / 60:.1f} min of audio ({source}); model `{rel(model)}`. Machine: {machine()}, shared "
              "with other jobs (the load average before each row; above 2 the runs competed for the 2 cores). "
              f"Command: `{script_command(__file__, *(argv if argv is not None else sys.argv[1:]))}`.", "",
+             f"Each row: the round (of {args.repeats}, the rows interleaved) with the most files/s once running. "
              "Wall time is the whole command (Ray start and model loading included). \"Once running\": files/s from the "
              "first result to the last (infer.py: its first JSON record; the archive job: the first rows its workers "
              "return), i.e. without the start-up. Memory: the peak resident set (VmHWM) of each process holding a "
@@ -178,12 +183,15 @@ def main(argv=None):
               f"{one_two[0] / infer[0]:.2f}x | {verdict(one_two[0] / infer[0] >= GOALS['vs_infer'])} |",
               f"| Ray 2 workers no slower than infer.py | {two[1] / infer[1]:.2f}x | {two[0] / infer[0]:.2f}x | "
               f"{verdict(two[0] / infer[0] >= GOALS['vs_infer'])} |"]
-    loads = [float(load[0]) for _, load, *_ in rows]
+    loads = [float(r[1][0]) for rs in runs.values() for r in rs]
     if max(loads) > 0.75 * (os.cpu_count() or 1):
         lines += ["", f"The machine was busy: other jobs kept the 1-minute load at {min(loads):.1f}-{max(loads):.1f} on "
                   f"these {os.cpu_count()} cores before the rows, so each run got a share of the cores and the rows say "
                   "little about how 2 workers scale; the 2-worker goal is to be judged on a quiet machine (the same "
                   "command again)."]
+    if args.repeats > 1:
+        lines += ["", "Every round (files/s once running, 1-minute load before it):", "",
+                  *[f"- {name}: " + ", ".join(f"{r[3]:.2f} ({r[1][0]})" for r in rs) for name, rs in runs.items()]]
     write_markdown(args.out, lines)
 
 
