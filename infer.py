@@ -23,7 +23,8 @@ import sys
 from recipes.data.audio import AudioError
 from recipes.data.speech import SpeechConfig
 from recipes.inference.interface import SpeakerProfilerInterface
-from recipes.inference.records import CALL_HEADER, CLIP_WARNING, UNSET, call_json, call_row, json_row, non_negative, overrides_from, positive, table_row, threshold
+from recipes.inference.records import (CALL_HEADER, CLIP_WARNING, add_interface_options, call_json, call_row, json_row,
+                                      overrides_from, table_row)
 
 
 def parse_args(argv):
@@ -31,17 +32,7 @@ def parse_args(argv):
     ap.add_argument("folder", help="output folder of train.py, or a folder written by export.py")
     ap.add_argument("files", nargs="+")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--window", type=positive(float), default=UNSET,
-                    help="window length in seconds (default: the folder's YAML, 4.0)")
-    ap.add_argument("--hop", type=positive(float), default=UNSET, help="hop between windows in seconds (default 2.0)")
-    ap.add_argument("--silence-db", type=threshold, default=UNSET,
-                    help="frames this many dB below the file's loudest frame are non-speech; 'off' "
-                         "(default: the folder's speech.threshold_db, 40)")
-    ap.add_argument("--floor-dbfs", type=threshold, default=UNSET,
-                    help="frames below this RMS level (dBFS) are non-speech; 'off' (default: speech.floor_dbfs, -60)")
-    ap.add_argument("--min-speech", type=non_negative, default=UNSET,
-                    help="seconds of speech below which a file is 'silent' (default: speech.min_speech_seconds, 0.5)")
-    ap.add_argument("--batch", type=positive(int), default=UNSET, help="windows per forward pass (default 32)")
+    add_interface_options(ap)
     ap.add_argument("--json", action="store_true", help="one JSON object per file instead of a table")
     ap.add_argument("--embedding", action="store_true", help="with --json: include the embedding")
     calls = ap.add_argument_group("calls (docs/calls.md): one record per speaker of each file")

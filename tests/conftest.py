@@ -89,3 +89,52 @@ def data_block(**values):
                      overrides_must_match=False)
     hp.update(values)
     return hp
+
+
+def ray_processes(tmpdir, before=()):
+    """Pids of Ray's processes (command line naming ``tmpdir``, the RAY_TMPDIR of a test's
+    jobs, or a ray:: worker title) not in ``before``."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in before or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if tmpdir in cmd or cmd.startswith("ray::"):
+            found.add(int(pid))
+    return found
+
+
+class RayJobs:
+    """The environment of a test module's Ray jobs (subprocesses): their own short RAY_TMPDIR
+    (Ray's sockets live there), and what Ray processes of theirs are still running."""
+
+    def __init__(self):
+        import tempfile
+
+        self.before = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+        self.tmpdir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        self.env = {**os.environ, "RAY_TMPDIR": self.tmpdir, "OMP_NUM_THREADS": "1"}
+
+    def left(self, wait=10.0):
+        """The Ray processes still running after ``wait`` seconds at most (a stopping job's go)."""
+        import time
+
+        deadline = time.monotonic() + wait
+        while (left := ray_processes(self.tmpdir, self.before)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
+
+
+@pytest.fixture(scope="module")
+def ray_jobs():
+    import shutil
+
+    jobs = RayJobs()
+    yield jobs
+    left = jobs.left()
+    shutil.rmtree(jobs.tmpdir, ignore_errors=True)
+    assert not left, f"Ray processes left behind: {sorted(left)}"

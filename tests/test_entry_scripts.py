@@ -130,3 +130,21 @@ def test_serve_py(tiny_run):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) is not None  # stopped: no process left behind
+
+
+def test_profile_archive_py(tiny_run, tmp_path, ray_jobs):
+    """profile_archive.py: a folder of clips -> a parquet folder, one row per clip (Ray on this machine)."""
+    import pyarrow.parquet as pq
+
+    root, out = tiny_run
+    wavs = sorted(glob.glob(str(root / "demo" / "wav" / "*.wav")))[:2]
+    os.makedirs(tmp_path / "in")
+    for w in wavs:
+        os.symlink(w, tmp_path / "in" / os.path.basename(w))
+    res = subprocess.run([sys.executable, "profile_archive.py", str(out), "--input", str(tmp_path / "in"), "--output",
+                          str(tmp_path / "out.parquet"), "--workers", "1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=ray_jobs.env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    table = pq.read_table(str(tmp_path / "out.parquet")).to_pylist()
+    assert len(table) == 2 and all(r["error"] is None and r["gender_label"] in ("f", "m") for r in table)
+    assert not ray_jobs.left()

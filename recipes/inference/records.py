@@ -32,6 +32,22 @@ def positive(kind, allow_zero=False):
 non_negative = positive(float, allow_zero=True)
 
 
+def add_interface_options(ap):
+    """The interface options of infer.py (and profile_archive.py) on an argparse parser: each
+    left out keeps the folder's YAML value (``overrides_from`` reads them back)."""
+    ap.add_argument("--window", type=positive(float), default=UNSET,
+                    help="window length in seconds (default: the folder's YAML, 4.0)")
+    ap.add_argument("--hop", type=positive(float), default=UNSET, help="hop between windows in seconds (default 2.0)")
+    ap.add_argument("--silence-db", type=threshold, default=UNSET,
+                    help="frames this many dB below the file's loudest frame are non-speech; 'off' "
+                         "(default: the folder's speech.threshold_db, 40)")
+    ap.add_argument("--floor-dbfs", type=threshold, default=UNSET,
+                    help="frames below this RMS level (dBFS) are non-speech; 'off' (default: speech.floor_dbfs, -60)")
+    ap.add_argument("--min-speech", type=non_negative, default=UNSET,
+                    help="seconds of speech below which a file is 'silent' (default: speech.min_speech_seconds, 0.5)")
+    ap.add_argument("--batch", type=positive(int), default=UNSET, help="windows per forward pass (default 32)")
+
+
 def overrides_from(args):
     """The interface options given on the command line (None = a threshold turned off)."""
     names = {"window": "window_seconds", "hop": "hop_seconds", "batch": "window_batch_size"}

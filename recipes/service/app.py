@@ -15,7 +15,10 @@ upload to a temporary file of its own (it never opens a path a request names, ne
 request content), loads only the folder it was started with, logs no audio and no profile, and with
 a token configured (environment ``PROFILER_TOKEN`` or the file named by ``PROFILER_TOKEN_FILE``)
 answers 401 to a request without ``Authorization: Bearer <token>``. The model runs in a bounded pool
-of ``workers`` threads, so a slow upload does not block the other requests.
+of ``workers`` threads, so a slow upload does not block the other requests. With ``processes``
+above 1, serve.py runs that many server processes (uvicorn workers, each its own model, built by
+``app_from_environment``); uvicorn's supervisor restarts one that dies, so a process killed
+mid-request fails only the requests it held and the others go on answering.
 """
 
 import asyncio
@@ -38,7 +41,18 @@ class ServiceOptions:
     max_duration_seconds: float = 3600.0
     max_streams: int = 4
     request_timeout_seconds: float = 120.0
-    workers: int = 2
+    workers: int = 2  # threads running the model, per process
+    processes: int = 1  # server processes (serve.py; create_app serves one)
+
+
+SERVICE_ENV = "PROFILER_SERVICE"  # serve.py -> each server process: {"folder": ..., "options": {...}}
+
+
+def app_from_environment():
+    """The app of the folder and options serve.py put in ``SERVICE_ENV`` (the uvicorn factory
+    every server process calls when serve.py runs several)."""
+    spec = json.loads(os.environ[SERVICE_ENV])
+    return create_app(spec["folder"], ServiceOptions(**spec["options"]))
 
 
 def read_token():
