@@ -198,3 +198,14 @@ def test_channels_are_one_signal_only_at_a_like_level():
     assert channels_identical(torch.stack([x, 0.9 * x])) and channels_identical(torch.stack([x, -x]))
     assert not channels_identical(torch.stack([x, 0.1 * x]))  # the other party's crosstalk
     assert not channels_identical(torch.stack([x, torch.randn(8000)]))
+
+
+def test_segments_are_the_speech_inside_the_windows_not_the_pauses():
+    from recipes.calls.diarize import merge_close, within
+
+    spans = [[0.0, 4.0], [6.0, 9.0]]              # what a speaker's windows cover
+    speech = [(0.5, 1.5), (1.7, 3.0), (3.9, 6.5), (8.0, 8.02), (8.5, 10.0)]  # its stream's speech frames
+    parts = within(spans, speech)
+    assert parts == [[0.5, 1.5], [1.7, 3.0], [3.9, 4.0], [6.0, 6.5], [8.5, 9.0]]  # the 20 ms blip left out
+    assert merge_close(parts, 0.5) == [[0.5, 3.0], [3.9, 4.0], [6.0, 6.5], [8.5, 9.0]]
+    assert merge_close(parts, 1.0) == [[0.5, 4.0], [6.0, 6.5], [8.5, 9.0]]

@@ -22,7 +22,7 @@ import os
 import numpy as np
 import torch
 
-from recipes.calls.diarize import cluster, rttm_lines, segments, window_spans
+from recipes.calls.diarize import cluster, merge_close, rttm_lines, segments, window_spans, within
 from recipes.calls.options import CallOptions
 from recipes.calls.reader import blocks, call_info, channels_identical, mono_of
 from recipes.calls.voiceprint import Voiceprints
@@ -100,6 +100,7 @@ class CallAccumulator:
     def __init__(self, profiler, opts, voiceprints):
         self.profiler, self.opts, self.voiceprints = profiler, opts, voiceprints
         self.streams = {}  # stream -> dict of lists
+        self.speech = {}  # stream -> [(start s, end s)] of its speech frames (pauses not filled)
         self.runs = 0
 
     def add(self, x, offset_s, sample_rate, masks, n_frame):
@@ -107,6 +108,8 @@ class CallAccumulator:
             sig = mono_of(x) if len(masks) == 1 else x[stream]
             # mono: pauses belong to the turn; stereo: only the frames where the party dominates
             wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, fill=len(masks) == 1)
+            self.speech.setdefault(stream, []).extend(
+                (offset_s + f0 * n_frame / sample_rate, offset_s + f1 * n_frame / sample_rate) for f0, f1 in runs(mask))
             self.runs += len(runs(mask))  # run ids unique across blocks (closing gaps only merges runs)
             if not wins:
                 continue
@@ -168,7 +171,8 @@ class CallSession:
         if not self.mono:
             return np.zeros(len(prints), dtype=int)
         if final:
-            labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold)
+            labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold,
+                             self.opts.count_margin)
             if labels.max() + 1 >= self.opts.max_speakers:
                 self.notes.append(f"{self.opts.max_speakers} or more voices: at most "
                                   f"{self.opts.max_speakers} are told apart")
@@ -204,7 +208,8 @@ class CallSession:
                 sel = torch.from_numpy(labels == k)
                 if not bool(sel.any()):
                     continue
-                segs = segments(spans, labels, k)
+                segs = merge_close(within(segments(spans, labels, k, gap=0.0), self.acc.speech[stream]),
+                                   self.opts.segment_gap_seconds)  # its speech, not the pauses its windows span
                 speakers.append({"speaker": f"S{k + 1}" if self.mono else CHANNEL_NAMES.get(stream, f"channel{stream}"),
                                  "channel": None if self.mono else stream,
                                  "speech_seconds": round(sum(b - a for a, b in segs), 3), "segments": segs,

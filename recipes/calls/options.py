@@ -6,10 +6,12 @@ exported folder without them gets these defaults)::
         hop_seconds: 1.0          # ... every hop
         min_window_seconds: 0.5   # shorter stretches of speech are left out
         fill_gap_seconds: 1.0     # mono: pauses this short inside speech belong to the turn
+        segment_gap_seconds: 0.5  # a speaker's segments (RTTM): its speech, pauses this short bridged
         block_seconds: 60.0       # the call is read this many seconds at a time (bounded memory)
         dominance_db: 10.0        # stereo: a frame is a party's when its channel is this much louder
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
+        count_margin: 0.1         # mono, several voices: the fewest whose silhouette is this close to the best
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
         voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)
@@ -29,10 +31,12 @@ class CallOptions:
     hop_seconds: float = 1.0
     min_window_seconds: float = 0.5
     fill_gap_seconds: float = 1.0
+    segment_gap_seconds: float = 0.5
     block_seconds: float = 60.0
     dominance_db: float = 10.0
     max_speakers: int = 4
     cluster_threshold: float = 0.3
+    count_margin: float = 0.1
     agent_threshold: float = 0.7
     first_speaker_role: str = None
     voiceprint: str = "ge2e"
