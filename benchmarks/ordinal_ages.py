@@ -48,11 +48,11 @@ ROWS = {  # name -> options
     "ge2e_ch_median": GE2E + ["--age_sub_decode=median"],
     "ge2e_ch_ldl": GE2E + ["--age_sub_ordinal=ldl"],
     "ge2e_ch_ldl_median": GE2E + LDL_MEDIAN,
-    "ecapa_cpu_ch_plain": ECAPA,  # an encoder trained here (the same split)
-    "ecapa_cpu_ch_ldl_median": ECAPA + LDL_MEDIAN,
     # two more seeds of the reference and of LDL + median (run-to-run spread)
     **{f"ge2e_ch_plain_shared_seed{s}": GE2E + [f"--seed={s}"] for s in (2, 3)},
     **{f"ge2e_ch_ldl_median_seed{s}": GE2E + LDL_MEDIAN + [f"--seed={s}"] for s in (2, 3)},
+    "ecapa_cpu_ch_plain": ECAPA,  # an encoder trained here (the same split)
+    "ecapa_cpu_ch_ldl_median": ECAPA + LDL_MEDIAN,
 }
 FIRST = "ge2e_ch_plain"  # its manifests and frozen-encoder cache serve the others
 MACE_GOAL, F1_GOAL, MAE_GAIN = 0.86, 0.45, 0.20
@@ -186,6 +186,26 @@ def so_line(name, s, space, majority):
             f"{verdict(acc_ok, 'decade acc > majority')}; {verdict(mae_ok, 'MAE >= 20 % below the constant')} |")
 
 
+SEEDED = {"today's options (ge2e_ch_plain_shared)": "ge2e_ch_plain_shared",
+          "LDL + median (ge2e_ch_ldl_median)": "ge2e_ch_ldl_median"}
+
+
+def seed_summary(results, so):
+    """Mean and range over the seeds (1234 and the _seedN rows) of the reference and LDL + median."""
+    lines = ["", "## Over seeds (1234, 2, 3; GE2E): mean [min, max]", "",
+             "| rows | seeds | decade F1 | MACE decade | speechocean762 adults: decade acc | age MAE (years) |",
+             "|---|---|---|---|---|---|"]
+    for label, base in SEEDED.items():
+        names = [n for n in ROWS if (n == base or n.startswith(base + "_seed")) and n in results and n in so]
+        if not names:
+            continue
+        cols = [[100 * results[n]["age_sub"]["f1"] for n in names], [results[n]["age_sub"]["mace"] for n in names],
+                [100 * so[n]["decade_acc"] for n in names], [so[n]["mae"] for n in names]]
+        cells = [f"{np.mean(c):.{d}f} [{min(c):.{d}f}, {max(c):.{d}f}]" for c, d in zip(cols, (1, 2, 1, 2))]
+        lines.append(f"| {label} | {len(names)} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 4 else []
+
+
 def build(args, results, so, space, majority, constant, so_manifest):
     times = wall_times(args)
     lines = ["# Ordered age groups: label-distribution loss and posterior-median decoding", "",
@@ -211,7 +231,9 @@ def build(args, results, so, space, majority, constant, so_manifest):
             wall = f"{times[name] / 60:.1f} min" if name in times else "not recorded"
             lines.append(cv_line(name, results[name], wall))
         else:
-            lines.append(f"| {name} | not run | " + " | " * 10)
+            save = os.path.join(in_root(folder(args, name)), "save")
+            why = "not finished: checkpoints, no results.json" if os.path.isdir(save) and os.listdir(save) else "not run"
+            lines.append(f"| {name} | {why} | " + " | " * 10)
     lines += ["", "Today's committed row for comparison (benchmarks/results/commonvoice_core.md, the current front-end): "
               "ge2e_ch_plain 96.6 / 49.3 / 26.9 macro-F1, decade MACE 0.79, 403 test clips. The ge2e_ch_plain row "
               "here is that command trained again.", "",
@@ -231,6 +253,7 @@ def build(args, results, so, space, majority, constant, so_manifest):
         first = next(iter(so.values()))
         lines += ["", "True decades of the scored adult clips: " +
                   ", ".join(f"{k} {v}" for k, v in first["true_decades"].items()) + "."]
+    lines += seed_summary(results, so)
     lines += ["", "## Commands (from the repository root)", ""]
     lines += [f"- {name}: `python {' '.join(shlex.quote(c) for c in command(args, name))}`" for name in ROWS]
     return lines
