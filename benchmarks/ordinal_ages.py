@@ -76,9 +76,10 @@ def command(args, name):
 def train(args, name):
     out = in_root(folder(args, name))
     cache = os.path.join(in_root(folder(args, FIRST)), "encoder_cache.pt")
-    if name != FIRST and ROWS[name][0] == GE2E[0] and os.path.isfile(cache) and not os.path.isfile(os.path.join(out, "encoder_cache.pt")):
+    copy = os.path.join(out, "encoder_cache.pt")
+    if name != FIRST and ROWS[name][0] == GE2E[0] and os.path.isfile(cache) and not os.path.isfile(copy):
         os.makedirs(out, exist_ok=True)
-        shutil.copyfile(cache, os.path.join(out, "encoder_cache.pt"))
+        shutil.copyfile(cache, copy)
     rc, seconds = run_logged([sys.executable, *command(args, name)], in_root(f"{args.results}/{name}.log"),
                              check=False)
     with open(in_root(f"{args.results}/times.txt"), "a") as f:
@@ -212,7 +213,8 @@ def build(args, results, so, space, majority, constant, so_manifest):
              f"Machine: {machine()}. Written by `python benchmarks/ordinal_ages.py --train`. ge2e rows: the GE2E "
              "recipe (hparams/commonvoice/ge2e.yaml: the frozen pretrained GE2E speaker encoder, trained heads), "
              "6 epochs; ecapa rows: the ECAPA CPU teacher encoder trained here (hparams/commonvoice/train.yaml), "
-             "3 epochs as in benchmarks/results/commonvoice_core.md. Every row: seed 1234 (a _seedN row: seed N), lr 0.001, the age-in-years "
+             "3 epochs as in benchmarks/results/commonvoice_core.md. Every row: seed 1234 (a _seedN row: seed N), "
+             "lr 0.001, the age-in-years "
              "head, OMP_NUM_THREADS=1, `nice -n 5`, other jobs sharing the 2 cores. Within an encoder the rows "
              "differ only in `age_sub_ordinal` (none | ldl: a Gaussian of 1 decade around the true decade as a soft "
              "target, added to the ASL term with weight 1) and `age_sub_decode` (argmax | median: the posterior "
