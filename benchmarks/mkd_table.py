@@ -66,7 +66,7 @@ def evaluate_folder(folder, yaml_path, manifest, adapt_on=None):
     ds = make_dataset(manifest, space, model.sample_rate, sort=True, channel=hp["test_channel"])
     own = model.label_space.to_dict() == space.to_dict()
     sizes = {"gender": space.n_gender, "age_sup": space.n_sup, "age_sub": space.n_sub}
-    col = PredictionCollector()
+    col = PredictionCollector(getattr(model.heads, "decode", None))  # argmax, or the posterior median (age_sub_decode)
     for batch in make_dataloader(ds, batch_size=16, collate_fn=SkipBadCollate()):
         probs, _ = model(*batch.sig)
         targets = {t: getattr(batch, f"{t}_idx").data.view(-1) for t in ("gender", "age_sup", "age_sub")}

@@ -6,6 +6,7 @@ import torch
 
 from recipes.age import AGE_KEY, AGE_LOSSES
 from recipes.labels import TASKS
+from recipes.ordinal import DECODES, check_choice
 
 
 class TaskHead(torch.nn.Module):
@@ -55,13 +56,20 @@ class ProfilingHeads(torch.nn.Module):
 
     ``age_regression: True`` adds ``age`` (AgeHead: years, and sigma with
     ``age_loss: gaussian_nll``); off, the module and its state dict are the three heads only
-    (older checkpoints load)."""
+    (older checkpoints load).
+
+    ``age_sub_decode`` (``argmax`` | ``median``, recipes/ordinal.py) is how the age sub-group
+    head's probabilities become one group; it is a setting, not a weight (``decode``: task ->
+    how), kept in inference.yaml with the heads, so evaluation and inference decode alike."""
 
     tasks = TASKS
 
     def __init__(self, input_size, label_space, hidden_size=256, dropout=0.2, layer_norm=False,
-                 age_regression=False, age_loss="l1", age_center=40.0, age_scale=20.0, age_min_sigma=1.0):
+                 age_regression=False, age_loss="l1", age_center=40.0, age_scale=20.0, age_min_sigma=1.0,
+                 age_sub_decode="argmax"):
         super().__init__()
+        self.decode = {"gender": "argmax", "age_sup": "argmax",
+                       "age_sub": check_choice("age_sub_decode", age_sub_decode, DECODES)}
         self.input_size = int(input_size)
         sizes = {"gender": label_space.n_gender, "age_sup": label_space.n_sup,
                  "age_sub": label_space.n_sub}

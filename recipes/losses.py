@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from recipes.labels import TASKS
+from recipes.ordinal import ORDINAL_MODES, check_choice, ldl_loss
 
 MISSING = -1  # target index of an absent label (pooled corpora), ignored by every loss
 ASL_FORMS = ("printed", "single_label")
@@ -235,7 +236,9 @@ class ProfilingObjective:
     build_datasets); each utterance weighs its target's weight (weighted mean).
     Every weight and ASL parameter comes from YAML. With an age head (``age_years`` in the
     logits and targets), ``age_weight`` times ``age_regression_loss`` (``age_loss``: "l1"
-    or "gaussian_nll", ``age_scale`` years) is added (term ``age``).
+    or "gaussian_nll", ``age_scale`` years) is added (term ``age``). ``age_sub_ordinal: ldl``
+    adds ``ldl_weight`` times the label-distribution loss of the age sub-group head (recipes/
+    ordinal.py, term ``ldl``) to its hard-label term, which stays as it is.
     """
 
     tasks = TASKS
@@ -244,7 +247,10 @@ class ProfilingObjective:
                  gamma_neg=4.0, margin=0.05, dependency_base=1.0, gender_weight=1.0,
                  sup_weight=1.0, sub_weight=1.0, dependency_weight=1.0, asl_form="printed",
                  class_weighting="none", effective_beta=0.999, age_weight=1.0, age_loss="l1",
-                 age_scale=20.0):
+                 age_scale=20.0, age_sub_ordinal="none", ldl_sigma=1.0, ldl_weight=1.0):
+        check_choice("age_sub_ordinal", age_sub_ordinal, ORDINAL_MODES)
+        if age_sub_ordinal == "ldl" and not ldl_sigma > 0:
+            raise ValueError(f"objective: ldl_sigma must be > 0 (bins), got {ldl_sigma}")
         if asl_form not in ASL_FORMS:
             raise ValueError(f"objective: unknown asl_form {asl_form!r} (use one of {ASL_FORMS})")
         if class_weighting not in CLASS_WEIGHTINGS:
@@ -256,7 +262,8 @@ class ProfilingObjective:
                         form=asl_form)
         self.dep_base = dependency_base
         self.w = dict(gender=gender_weight, age_sup=sup_weight, age_sub=sub_weight, dependency=dependency_weight,
-                      age=age_weight)
+                      age=age_weight, ldl=ldl_weight)
+        self.ordinal, self.ldl_sigma = age_sub_ordinal, ldl_sigma
         self.age_loss, self.age_scale = age_loss, age_scale
         self.class_weighting, self.effective_beta = class_weighting, effective_beta
         self.class_weights = {t: None for t in self.tasks}
@@ -278,6 +285,8 @@ class ProfilingObjective:
                 terms[task] = asymmetric_loss(logits[task], targets[task], class_weights=cw[task], **self.asl)
             else:
                 terms[task] = cross_entropy(logits[task], targets[task], self.ls, cw[task])
+        if self.ordinal == "ldl":  # soft Gaussian targets over the neighbouring decades
+            terms["ldl"] = ldl_loss(logits["age_sub"], targets["age_sub"], self.ldl_sigma)
         if self.hierarchical and self.w["dependency"] > 0:
             terms["dependency"] = dependency_loss(
                 logits["age_sub"], logits["age_sup"], targets["age_sub"], targets["age_sup"],

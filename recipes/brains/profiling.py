@@ -259,7 +259,9 @@ class ProfilingBrain(sb.Brain):
             max_keys=["mean_f1"], num_to_keep=self.hparams.ckpt_keep)
 
     def on_stage_start(self, stage, epoch=None):
-        self.collector = PredictionCollector()
+        heads = getattr(self.modules, "heads", None)
+        heads = getattr(heads, "module", heads)  # DDP-wrapped or not
+        self.collector = PredictionCollector(getattr(heads, "decode", None))  # argmax / posterior median
         self.term_sums, self.term_count = {}, 0
         if stage == sb.Stage.TRAIN and getattr(self, "resumed_terms", None) is not None:
             self.term_sums, self.term_count = self.resumed_terms  # resumed mid-epoch

@@ -14,14 +14,17 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from recipes.age import AGE_KEY, derived_sub_index, split_age_output
 from recipes.evaluation.age import age_results, age_table
 from recipes.labels import TASKS, AGE_TASKS
+from recipes.ordinal import decode_logits
 
 MISSING = -1
 
 
 class PredictionCollector:
-    """Accumulates predictions and targets of the three tasks over a stage."""
+    """Accumulates predictions and targets of the three tasks over a stage; ``decode`` (task ->
+    argmax | median, the heads' ``decode``; default argmax) turns each head's logits into a class."""
 
-    def __init__(self):
+    def __init__(self, decode=None):
+        self.decode = dict(decode or {})
         self.pred = {t: [] for t in TASKS}
         self.true = {t: [] for t in TASKS}
         self.ids = []
@@ -30,7 +33,7 @@ class PredictionCollector:
     def append(self, ids, logits, targets):
         self.ids.extend(ids)
         for t in TASKS:
-            self.pred[t].append(logits[t].argmax(-1).detach().cpu())
+            self.pred[t].append(decode_logits(logits[t].detach(), self.decode.get(t, "argmax")).cpu())
             self.true[t].append(targets[t].detach().cpu())
         if AGE_KEY in logits and AGE_KEY in targets:
             self.age_pred.append(logits[AGE_KEY].detach().float().cpu())

@@ -41,6 +41,7 @@ from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_speech_optio
                                   pretrained_source, teacher_norm_path)
 from recipes.inference.windows import speech_windows
 from recipes.labels import TASKS
+from recipes.ordinal import decode
 
 
 def check_options(hp):
@@ -54,10 +55,11 @@ def check_options(hp):
         raise ValueError(f"window_batch_size must be an integer >= 1, got {batch!r}")
 
 
-def consistent_age_pair(p_sup, p_sub, parent):
-    """(sup index, sub index) maximising p_sup[parent[sub]] * p_sub[sub]: the best-scoring
-    pair that respects the hierarchy (the raw argmax pair whenever that one is consistent)."""
-    sub = int((p_sup[parent] * p_sub).argmax())
+def consistent_age_pair(p_sup, p_sub, parent, how="argmax"):
+    """(sup index, sub index) of the joint scores q[sub] = p_sup[parent[sub]] * p_sub[sub], which
+    respect the hierarchy: their argmax (the best-scoring pair; the raw argmax pair whenever that
+    one is consistent), or with ``how="median"`` their posterior median (recipes/ordinal.py)."""
+    sub = int(decode(p_sup[parent] * p_sub, how))
     return int(parent[sub]), sub
 
 
@@ -72,8 +74,10 @@ class SpeakerProfilerInterface(Pretrained):
     - for each task ``gender``, ``age_sup``, ``age_sub``:
       ``{"label": str, "prob": float, "probs": {label: float}}`` (None values when silent).
       ``probs`` are the model's (mean over speech windows). The age labels are the
-      hierarchy-consistent pair with the highest ``probs[age_sup] * probs[age_sub]``;
-    - ``age_sup_raw``, ``age_sub_raw``: the argmax label of each age head on its own, and
+      hierarchy-consistent pair with the highest ``probs[age_sup] * probs[age_sub]`` (with
+      ``age_sub_decode: median``, the posterior median of those joint scores);
+    - ``age_sup_raw``, ``age_sub_raw``: the label of each age head on its own (argmax; the
+      age sub-group by the heads' ``age_sub_decode``: argmax or posterior median), and
       ``hierarchy_adjusted`` (bool): True when that raw pair broke the hierarchy (an age-sub
       outside the age-sup) and the age labels above were replaced by the consistent pair;
     - ``embedding``: tensor (emb_dim,), None when silent;
@@ -246,10 +250,12 @@ class SpeakerProfilerInterface(Pretrained):
             if getattr(self.model.heads, "age", None) is not None:
                 out.update(age_years=None, age_sigma=None)
             return out
-        raw = {t: int(probs[t].argmax()) for t in TASKS}
+        how = getattr(self.model.heads, "decode", {})  # folders without age_sub_decode: argmax
+        raw = {t: int(decode(probs[t], how.get(t, "argmax"))) for t in TASKS}
         chosen = dict(raw)
         if int(self.parent[raw["age_sub"]]) != raw["age_sup"]:
-            chosen["age_sup"], chosen["age_sub"] = consistent_age_pair(probs["age_sup"], probs["age_sub"], self.parent)
+            chosen["age_sup"], chosen["age_sub"] = consistent_age_pair(probs["age_sup"], probs["age_sub"], self.parent,
+                                                                       how.get("age_sub", "argmax"))
         for t in TASKS:
             i = chosen[t]
             out[t] = {"label": self.class_names[t][i], "prob": float(probs[t][i]),
