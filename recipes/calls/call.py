@@ -171,8 +171,7 @@ class CallSession:
         if not self.mono:
             return np.zeros(len(prints), dtype=int)
         if final:
-            labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold,
-                             self.opts.count_margin)
+            labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold)
             if labels.max() + 1 >= self.opts.max_speakers:
                 self.notes.append(f"{self.opts.max_speakers} or more voices: at most "
                                   f"{self.opts.max_speakers} are told apart")

@@ -1,7 +1,6 @@
 """Who speaks when in a mono call: the voiceprints of its speech windows clustered into 1 to
 ``max_speakers`` voices (scikit-learn's agglomerative clustering, cosine distance, average
-linkage; a distance threshold tells one voice from several, the silhouette how many), tiny
-clusters folded into the nearest voice,
+linkage, the count set by a distance threshold), tiny clusters folded into the nearest voice,
 then a re-segmentation pass (each window to its nearest voice centroid, a majority vote over
 its neighbours); a speaker's segments are the speech frames inside its windows' spans (pauses
 shorter than ``segment_gap_seconds`` bridged), written as RTTM.
@@ -25,13 +24,9 @@ def centroids(embs, labels):
     return cents / np.linalg.norm(cents, axis=1, keepdims=True).clip(min=1e-8)
 
 
-def cluster(embs, max_speakers=4, threshold=0.5, count_margin=0.1):
-    """Speaker label of each window (``embs``: (n, D) unit vectors in time order). The distance
-    ``threshold`` decides one voice or more; with more, the count is the smallest of 2 to
-    ``max_speakers`` whose clustering's silhouette (cosine) is within ``count_margin`` of the best
-    (a distance threshold alone split one voice in two on 5 of 24 two-party calls)."""
+def cluster(embs, max_speakers=4, threshold=0.5):
+    """Speaker label of each window (``embs``: (n, D) unit vectors in time order)."""
     from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import silhouette_score
 
     embs = np.asarray(embs, dtype=np.float64)
     n = len(embs)
@@ -39,13 +34,8 @@ def cluster(embs, max_speakers=4, threshold=0.5, count_margin=0.1):
         return np.zeros(n, dtype=int)
     labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
                                      distance_threshold=threshold).fit(embs).labels_
-    if labels.max() >= 1 and n > 3:
-        scored = []
-        for k in range(2, min(max_speakers, n - 1) + 1):
-            lab = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit(embs).labels_
-            scored.append((silhouette_score(embs, lab, metric="cosine"), lab))
-        best = max(score for score, _ in scored)
-        labels = next(lab for score, lab in scored if score >= best - count_margin)
+    if labels.max() + 1 > max_speakers:
+        labels = AgglomerativeClustering(n_clusters=max_speakers, metric="cosine", linkage="average").fit(embs).labels_
     labels = fold_small(embs, first_appearance(labels))
     return resegment(embs, labels)
 

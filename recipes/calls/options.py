@@ -11,7 +11,6 @@ exported folder without them gets these defaults)::
         dominance_db: 10.0        # stereo: a frame is a party's when its channel is this much louder
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
-        count_margin: 0.1         # mono, several voices: the fewest whose silhouette is this close to the best
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
         voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)
@@ -36,7 +35,6 @@ class CallOptions:
     dominance_db: float = 10.0
     max_speakers: int = 4
     cluster_threshold: float = 0.3
-    count_margin: float = 0.1
     agent_threshold: float = 0.7
     first_speaker_role: str = None
     voiceprint: str = "ge2e"
