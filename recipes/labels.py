@@ -23,6 +23,7 @@ import torch
 # groups (MACE is defined on them)
 TASKS = ("gender", "age_sup", "age_sub")
 AGE_TASKS = ("age_sup", "age_sub")
+MISSING = -1  # class index of a label the utterance's corpus does not have: no loss, not scored
 
 
 class LabelError(ValueError):

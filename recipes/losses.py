@@ -9,10 +9,9 @@ gradient to that head (every task term and the dependency loss skip it).
 import torch
 import torch.nn.functional as F
 
-from recipes.labels import TASKS
+from recipes.labels import MISSING, TASKS
 from recipes.ordinal import ORDINAL_MODES, check_choice, ldl_loss
 
-MISSING = -1  # target index of an absent label (pooled corpora), ignored by every loss
 ASL_FORMS = ("printed", "single_label")
 
 

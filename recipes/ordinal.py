@@ -21,7 +21,8 @@ the option decode by argmax.
 import torch
 import torch.nn.functional as F
 
-MISSING = -1  # as recipes.losses.MISSING: a label the utterance's corpus does not have
+from recipes.labels import MISSING
+
 ORDINAL_MODES = ("none", "ldl")
 DECODES = ("argmax", "median")
 

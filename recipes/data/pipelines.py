@@ -15,10 +15,10 @@ from recipes.age import age_interval
 from recipes.data.audio import AudioError, check_signal, load_audio
 from recipes.data.channel import utterance_generator
 from recipes.data.speech import speech_crop
+from recipes.labels import MISSING
 
 logger = logging.getLogger(__name__)
 OUTPUT_KEYS = ("id", "sig", "ok", "gender_idx", "age_sup_idx", "age_sub_idx", "age_years")
-MISSING = -1  # class index of a label the utterance's corpus does not have (recipes/losses.py)
 
 
 def make_dataset(csv_path, label_space, sample_rate, crop_seconds=None, sort=False,

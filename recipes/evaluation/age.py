@@ -10,8 +10,8 @@ without an age is not scored.
 import numpy as np
 
 from recipes.age import derived_sub_index
+from recipes.labels import MISSING
 
-MISSING = -1
 
 
 def interval_distance(pred, lower, upper):

@@ -13,10 +13,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from recipes.age import AGE_KEY, derived_sub_index, split_age_output
 from recipes.evaluation.age import age_results, age_table
-from recipes.labels import TASKS, AGE_TASKS
+from recipes.labels import AGE_TASKS, MISSING, TASKS
 from recipes.ordinal import decode_logits
 
-MISSING = -1
 
 
 class PredictionCollector:
