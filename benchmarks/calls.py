@@ -103,6 +103,7 @@ def build_call(agent, caller, rng, ivr=None):
         parts.append(("music", 0, ivr.astype(np.float32)))
         t = len(ivr) / SR + 0.8
     overlap = rng.random() < 0.5
+    turn_seconds = 0.0  # the previous turn's speech span (an overlap is a share of it)
     for i in range(7):
         who = "agent" if i % 2 == 0 else "caller"
         x = load_audio((agent_clips if who == "agent" else caller_clips)[i // 2], SR).numpy()
@@ -145,14 +146,14 @@ def speech_stretches(x):
     """[(start, end)] seconds of the clean clip's speech, by the project's speech definition (the
     recipes' ``detector: silero``; the energy rule alone counts the recording noise before and after
     the words, up to the whole clip), pauses shorter than REF_GAP bridged."""
+    from recipes.calls.call import runs
     from recipes.calls.diarize import merge_close
     from recipes.data.speech import SpeechConfig, frame_length, speech_mask
 
     mask = speech_mask(torch.as_tensor(x), SR, SpeechConfig(detector="silero")).numpy()
     n = frame_length(SR)
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    runs = [[a * n / SR, b * n / SR] for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
-    return [tuple(r) for r in merge_close(runs, REF_GAP)] or [(0.0, len(x) / SR)]
+    stretches = [[a * n / SR, b * n / SR] for a, b in runs(mask)]
+    return [tuple(r) for r in merge_close(stretches, REF_GAP)] or [(0.0, len(x) / SR)]
 
 
 def rng_noise(rng, n):

@@ -27,7 +27,7 @@ from recipes.calls.options import CallOptions
 from recipes.calls.reader import blocks, call_info, channels_identical, mono_of
 from recipes.calls.voiceprint import Voiceprints
 from recipes.data.audio import clipped_fraction
-from recipes.data.speech import SpeechConfig, frame_length, frame_levels_dbfs, speech_mask
+from recipes.data.speech import SpeechConfig, fill_short_gaps, frame_length, frame_levels_dbfs, speech_mask
 from recipes.labels import TASKS
 
 CHANNEL_NAMES = {0: "left", 1: "right"}
@@ -63,21 +63,11 @@ def stream_masks(x, sample_rate, speech, dominance_db, mono):
     return out
 
 
-def close_gaps(mask, frames):
-    """The mask with its non-speech gaps of at most ``frames`` frames (inside speech) filled:
-    the pauses between syllables and words belong to the turn."""
-    mask = mask.copy()
-    for a, b in runs(~mask):
-        if b - a <= frames and a > 0 and b < mask.size:
-            mask[a:b] = True
-    return mask
-
-
 def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base, fill=True):
     """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask
     (``fill``: short pauses inside speech first belong to the turn)."""
     if fill:
-        mask = close_gaps(mask, int(opts.fill_gap_seconds * sample_rate / n_frame))
+        mask = fill_short_gaps(mask, int(opts.fill_gap_seconds * sample_rate / n_frame))
     win, hop = int(opts.window_seconds * sample_rate), int(opts.hop_seconds * sample_rate)
     shortest = int(opts.min_window_seconds * sample_rate)
     out = []
