@@ -14,6 +14,7 @@ import json
 
 import pyarrow as pa
 
+from recipes.inference.records import jsonable
 from recipes.labels import TASKS
 
 STR, F64, I64, BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
@@ -32,13 +33,6 @@ def schema(call=False):
     return pa.schema(CLIP_COLUMNS + (CALL_COLUMNS if call else []))
 
 
-def plain(value):
-    """A result value as JSON-ready data (tensors and numpy numbers as lists and floats)."""
-    from recipes.service.app import jsonable
-
-    return jsonable(value)
-
-
 def to_row(record, columns):
     """A result dict (or an error record) -> {column: value} of the schema's types."""
     row = {}
@@ -49,7 +43,7 @@ def to_row(record, columns):
         else:
             value = record.get(name)
         if value is not None and kind == STR and not isinstance(value, str):
-            value = json.dumps(plain(value))
+            value = json.dumps(jsonable(value))
         elif value is not None and kind in (F64, I64):
             value = float(value) if kind == F64 else int(value)
         row[name] = value

@@ -78,6 +78,23 @@ def table_row(path, res):
     return "\t".join([path] + cells + [f"{res['n_speech_windows']}/{res['n_windows']}"]) + note
 
 
+def jsonable(value):
+    """A result value as JSON-ready data: tensors and numpy numbers as lists and numbers, the
+    embedding left out (the service's responses, the archive's JSON columns)."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items() if k != "embedding"}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
 def json_row(path, res, with_embedding):
     out = {"file": path, **{k: v for k, v in res.items() if k != "embedding"}}
     if with_embedding and res["embedding"] is not None:

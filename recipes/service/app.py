@@ -32,6 +32,8 @@ import tempfile
 import numpy as np
 import torch
 
+from recipes.inference.records import jsonable
+
 FORMATS = {"pcm16": (np.int16, 32768.0), "float32": (np.float32, 1.0), "mulaw": (np.uint8, None)}
 
 
@@ -63,18 +65,6 @@ def read_token():
         with open(path) as f:
             token = f.read().strip()
     return token or None
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items() if k != "embedding"}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
 
 
 def decode_chunk(data, fmt, channels):
