@@ -24,7 +24,8 @@ from recipes.data.datasets import build_datasets, loader_kwargs, pooled_manifest
 from recipes.data.manifest import read_rows
 from recipes.evaluation.group_errors import append_markdown, run_group_errors
 from recipes.evaluation.metrics import add_coverage, write_predictions, write_results
-from recipes.model_folder import export_pretrained, init_from_folder, write_recipe_inference_yaml
+from recipes.init_from import init_from_folder
+from recipes.model_folder import export_pretrained, write_recipe_inference_yaml
 
 logger = logging.getLogger(__name__)
 

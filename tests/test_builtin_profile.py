@@ -67,7 +67,8 @@ def test_infer_builtin_json(demo):
 
 def test_init_from_builtin_loads_its_heads_and_refuses_other_label_spaces(label_space):
     from recipes.heads import ProfilingHeads
-    from recipes.model_folder import BUILTIN_DIR, init_from_folder
+    from recipes.init_from import init_from_folder
+    from recipes.model_folder import BUILTIN_DIR
     from recipes.inference.interface import SpeakerProfilerInterface
 
     profiler = SpeakerProfilerInterface.from_folder("builtin")
