@@ -6,12 +6,25 @@ them apart); ``model``: the profiler's own encoder (trained for gender and age, 
 
 import glob
 import os
+import weakref
 
 import torch
 
 from recipes.data.audio import AudioError, load_audio
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".au", ".aiff")
+_GE2E = {}  # (sample_rate, device) -> (front-end, encoder): built once per process, not per call
+_SAME = weakref.WeakKeyDictionary()  # profiler model -> {(sample_rate, device): its embedding is the voiceprint}
+
+
+def ge2e_voiceprint(sample_rate, device):
+    """The GE2E front-end and frozen encoder of the wheel at ``sample_rate`` on ``device``."""
+    key = (sample_rate, str(device))
+    if key not in _GE2E:
+        from recipes.encoders.ge2e import GE2EEncoder, GE2EFrontEnd
+
+        _GE2E[key] = GE2EFrontEnd(sample_rate).to(device), GE2EEncoder().to(device).eval()
+    return _GE2E[key]
 
 
 class Voiceprints:
@@ -19,17 +32,23 @@ class Voiceprints:
         self.kind, self.sample_rate, self.device = kind, sample_rate, device
         self.model = profiler_model
         if kind == "ge2e":
-            from recipes.encoders.ge2e import GE2EEncoder, GE2EFrontEnd
-
-            self.front, self.encoder = GE2EFrontEnd(sample_rate).to(device), GE2EEncoder().to(device).eval()
+            self.front, self.encoder = ge2e_voiceprint(sample_rate, device)
         # a profiler whose embedding is this very voiceprint (its encoder is the frozen GE2E of the
         # wheel): the windows' model embeddings are reused, not computed a second time
         # (the forward pass of a student that reads its teacher too returns [student; teacher])
         self.same_as_model = (getattr(profiler_model, "teacher", None) is None
                               and (kind != "ge2e" or self._model_gives_the_same()))
 
+    def _model_gives_the_same(self):
+        """Whether the profiler's embedding equals the GE2E voiceprint (checked once per model)."""
+        known = _SAME.setdefault(self.model, {})
+        key = (self.sample_rate, str(self.device))
+        if key not in known:
+            known[key] = self._compare()
+        return known[key]
+
     @torch.no_grad()
-    def _model_gives_the_same(self, seconds=2.0):
+    def _compare(self, seconds=2.0):
         g = torch.Generator().manual_seed(0)
         t = torch.arange(int(seconds * self.sample_rate)) / self.sample_rate
         probe = (0.3 * torch.sin(2 * torch.pi * (120 + 60 * t) * t) + 0.05 * torch.randn(t.numel(), generator=g))
