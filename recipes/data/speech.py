@@ -209,7 +209,6 @@ def vad_probabilities(model, x, rate, chunk):
     padded = torch.nn.functional.pad(x, (ctx, n_seg * seg - x.numel()))
     rows = torch.stack([padded[i * seg: i * seg + ctx + seg] for i in range(n_seg)])
     probs = model.audio_forward(rows, rate)[:, ctx // chunk:]
-    model.reset_states()
     return probs.reshape(-1)[: -(-x.numel() // chunk)].numpy()
 
 
