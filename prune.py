@@ -9,6 +9,9 @@ train.py output: ECAPA or ResNet, core, logit-KD or LCMR student). Rounds of pru
 retrain run until the validation F1 drops more than the tolerance below the unpruned
 model's; the last good model is kept. Running the same command again resumes.
 
+``--teacher_folder=<folder> --lam=0.5`` retrains every round with logit KD from that teacher
+(paper 002, Eq. 4; ``lam: 0``, the default, loads none).
+
 ``prune_method: structured`` (hparams/<corpus>/prune_structured.yaml) removes whole channels
 instead (recipes/compression/structured.py, criterion l1 / l2 / bn_scale / probe): the
 result is a smaller dense encoder; its inference.yaml rebuilds it at the pruned widths.

@@ -206,3 +206,26 @@ def test_prune_structured_killed_mid_round_resumes_at_the_pruned_widths(tiny_run
     unpruned = dict(ProfilerModel.from_folder(str(model_folder)).encoder.named_parameters())
     resized = [n for n, p in encoder.named_parameters() if p.shape != unpruned[n].shape]
     assert resized and all(not torch.equal(encoder.get_parameter(n), at_kill[n]) for n in resized)
+
+
+def test_prune_structured_retrains_with_logit_kd_from_a_teacher(tiny_run, tmp_path):
+    """lam > 0: each round's retraining mixes in the teacher's softened posteriors (paper 002,
+    Eq. 4; the KD term is logged); lam > 0 without a teacher is refused before anything is written."""
+    _, model_folder = tiny_run
+    out = tmp_path / "kd"
+    _prune(model_folder, out, "--max_rounds=1", "--f1_tolerance=1.0", "--lam=0.5", "--temperature=2.0",
+           f"--teacher_folder={model_folder}")
+    with open(out / "train_log.txt") as f:
+        epochs = [line for line in f if line.startswith("epoch:")]
+    assert len(epochs) == 1 and "loss_kd" in epochs[0]
+    with open(tmp_path / "kd" / "hyperparams.yaml") as f:
+        assert "lam: 0.5" in f.read()
+    plain = tmp_path / "plain"
+    _prune(model_folder, plain, "--max_rounds=1", "--f1_tolerance=1.0")
+    with open(plain / "train_log.txt") as f:
+        assert "loss_kd" not in f.read()
+    res = subprocess.run([sys.executable, "prune.py", "hparams/demo_prune_structured.yaml",
+                          f"--model_folder={model_folder}", f"--output_folder={tmp_path / 'refused'}", "--lam=0.5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "--teacher_folder" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr and not (tmp_path / "refused" / "hyperparams.yaml").exists()

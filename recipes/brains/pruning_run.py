@@ -9,6 +9,7 @@ import os
 import speechbrain as sb
 import torch
 
+from recipes.brains.logit_kd import LogitKDBrain
 from recipes.brains.pruning import TASK_KEYS, PruningBrain
 from recipes.brains.structured_pruning import StructuredPruningBrain, structured_pruner, write_pruned_inference_yaml
 from recipes.compression.pruning import MagnitudePruner
@@ -20,6 +21,7 @@ from recipes.evaluation.metrics import mean_f1, write_predictions, write_results
 from recipes.inference.model import ProfilerModel
 from recipes.model_folder import copy_inference_yaml
 from recipes.labels import TASKS
+from recipes.losses import LogitKDObjective
 
 logger = logging.getLogger(__name__)
 # the checkpoint file each method's pruner writes (recipes/compression/pruning.py, structured.py)
@@ -51,8 +53,20 @@ def load_model(hparams):
     model.mean_var_norm.update_until_epoch = 0  # keep the trained feature statistics
     # the label space and sample rate are the model's; the objective is built over them
     hparams["label_space"], hparams["sample_rate"] = model.label_space, model.sample_rate
-    hparams["objective"] = hparams["objective"](label_space=model.label_space)
+    task = hparams["objective"](label_space=model.label_space)
+    if hparams["lam"] > 0 and not hparams.get("teacher_folder"):
+        raise ValueError(f"lam {hparams['lam']} asks for logit KD during retraining: pass --teacher_folder=<a train.py "
+                         "output folder over the same classes> (or --lam=0)")
+    hparams["objective"] = LogitKDObjective(task, hparams["temperature"], hparams["lam"])  # lam 0: the task loss alone
     return model
+
+
+def with_logit_kd(brain_class, hparams):
+    """``brain_class`` whose retraining distils ``teacher_folder``'s softened posteriors (paper
+    002, Eq. 4) when lam > 0: LogitKDBrain's teacher and soft targets come first in the MRO."""
+    if hparams["lam"] == 0:
+        return brain_class
+    return type(f"LogitKD{brain_class.__name__}", (LogitKDBrain, brain_class), {})
 
 
 def reference_stats(brain, datasets, hparams):
@@ -157,7 +171,7 @@ def run_pruning(run):
                                               "normalizer": model.mean_var_norm, **last})
     modules = {"compute_features": model.compute_features, "mean_var_norm": model.mean_var_norm,
                "encoder": model.encoder, "heads": model.heads}
-    brain = brain_class(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
+    brain = with_logit_kd(brain_class, hparams)(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
                         run_opts=run.run_opts, checkpointer=hparams["checkpointer"])
     brain.hparams.reference = hparams["reference"] = reference_stats(brain, datasets, hparams)
     logger.info("unpruned model, valid: %s", {k: round(v, 4) for k, v in hparams["reference"].items() if k in TASK_KEYS})
