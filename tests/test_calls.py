@@ -209,3 +209,38 @@ def test_segments_are_the_speech_inside_the_windows_not_the_pauses():
     assert parts == [[0.5, 1.5], [1.7, 3.0], [3.9, 4.0], [6.0, 6.5], [8.5, 9.0]]  # the 20 ms blip left out
     assert merge_close(parts, 0.5) == [[0.5, 3.0], [3.9, 4.0], [6.0, 6.5], [8.5, 9.0]]
     assert merge_close(parts, 1.0) == [[0.5, 4.0], [6.0, 6.5], [8.5, 9.0]]
+
+
+def test_stereo_keeps_a_quiet_party_over_the_other_lines_noise(call_set):
+    """The caller's quiet frames are about as loud as the agent channel's line noise: they stay the
+    caller's (the other channel is compared above its noise floor), with its pauses inside the
+    turn; the caller's 20 dB crosstalk in the agent channel and overlapped speech stay out."""
+    import torch
+
+    from recipes.calls.call import CallSession, runs, stream_masks
+    from recipes.data.audio import load_audio
+    from recipes.data.speech import SpeechConfig, frame_length, speech_mask
+
+    out, paths, turns, _ = call_set
+    caller_alone = load_audio(str(paths["caller_alone"]), SR)
+    caller = torch.cat([caller_alone, torch.zeros(SR)]) / caller_alone.abs().max() * 0.5
+    rms = float(caller.pow(2).mean().sqrt())
+    g = torch.Generator().manual_seed(0)
+    left = 0.1 * caller + rms * 10 ** (-18 / 20) * torch.randn(caller.numel(), generator=g)  # crosstalk + noise
+    right = caller + rms * 10 ** (-35 / 20) * torch.randn(caller.numel(), generator=g)
+    cfg = SpeechConfig(detector="silero")
+    own_speech = speech_mask(right, SR, cfg).numpy()
+    masks = stream_masks(torch.stack([left, right]), SR, cfg, 10.0, mono=False)
+    caller_mask, blocked = masks[1]
+    assert caller_mask.sum() >= 0.9 * own_speech.sum() > 0
+    assert masks[0][0].sum() <= 0.05 * own_speech.sum()  # the crosstalk is not the agent channel's party
+    # overlap: both channels carry speech at a like level -> neither party's
+    both = stream_masks(torch.stack([caller, 0.8 * caller]), SR, cfg, 10.0, mono=False)
+    assert both[0][0].sum() == 0 and both[1][0].sum() == 0
+    # the caller's profile reads its turns whole (pauses inside them filled), not 20 ms slivers
+    session = CallSession(profiler_for(out), 2, False, caller_channel="right")
+    session.add_block(0.0, torch.stack([left, right]))
+    n = frame_length(SR, cfg)
+    longest = max(b - a for a, b in runs(own_speech)) * n / SR
+    caller_rec = next(r for r in session.records("quiet.wav") if r["role"] == "caller")
+    assert caller_rec["speech_seconds"] >= 0.8 * own_speech.sum() * n / SR and longest > 0

@@ -3,10 +3,12 @@
 A call is read in blocks (recipes/calls/reader.py). In each block, per channel, the speech
 frames come from the one speech decision of the model's folder (recipes/data/speech.py).
 
-- **Stereo** (one party per channel): a frame is a channel's party only when that channel is
-  ``dominance_db`` louder than the other, so crosstalk and echo (the other party 15-30 dB
-  lower) are never profiled, and overlapped speech (both within ``dominance_db``) is left out of
-  both profiles. A stereo file whose channels carry the same signal is a mono call (said so).
+- **Stereo** (one party per channel): a speech frame of a channel is its party's when the other
+  channel has no speech there, or speech at least ``dominance_db`` quieter than this channel
+  (measured above the other channel's line-noise floor): crosstalk and echo put the other party
+  15-30 dB lower, so they are never profiled, and overlapped speech (within ``dominance_db``) is
+  left out of both profiles. Short pauses inside a party's speech belong to its turn (as in mono),
+  never the frames of the other party or of overlap. A stereo file whose channels carry the same signal is a mono call (said so).
 - **Mono**: the speech is cut into windows, each gets a voiceprint (recipes/calls/voiceprint.py)
   and the voiceprints are clustered into 1-``max_speakers`` voices (recipes/calls/diarize.py).
 
@@ -50,24 +52,43 @@ def runs(mask):
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
+NOISE_FLOOR_PERCENTILE = 10  # a channel's line-noise floor: this percentile of its frame powers in the block
+
+
+def above_floor_db(levels_db):
+    """Frame levels (dBFS) less the channel's noise floor (power subtraction): the level of what
+    the channel carries above its line noise (crosstalk, speech)."""
+    power = 10 ** (levels_db / 10)
+    return 10 * np.log10(np.maximum(power - np.percentile(power, NOISE_FLOOR_PERCENTILE), 1e-12))
+
+
 def stream_masks(x, sample_rate, speech, dominance_db, mono):
-    """Per stream (channel, or 0 for mono), the bool frame mask of its own speech."""
+    """Per stream (channel, or 0 for mono), (the bool frame mask of its own speech, the frames its
+    windows must not reach: another party's speech or overlap; None for mono)."""
     if mono:
-        return {0: speech_mask(mono_of(x), sample_rate, speech).numpy()}
+        return {0: (speech_mask(mono_of(x), sample_rate, speech).numpy(), None)}
     masks = {c: speech_mask(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
     levels = {c: frame_levels_dbfs(x[c], sample_rate, speech).numpy() for c in range(x.shape[0])}
     out = {}
     for c in masks:
-        others = np.max([levels[o] for o in levels if o != c], axis=0) if len(levels) > 1 else -np.inf
-        out[c] = masks[c] & (levels[c] - others >= dominance_db)  # its party alone; overlap left out
+        rest = [o for o in levels if o != c]
+        if not rest:
+            out[c] = masks[c], None
+            continue
+        # another channel's speech is crosstalk of this party when it is dominance_db below this
+        # channel (above its own line noise: that noise can be as loud as this party's quiet frames)
+        others = np.max([above_floor_db(levels[o]) for o in rest], axis=0)
+        blocked = np.any([masks[o] for o in rest], axis=0) & (levels[c] - others < dominance_db)
+        out[c] = masks[c] & ~blocked, blocked  # its party alone; overlap left out of both
     return out
 
 
-def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base, fill=True):
-    """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask
-    (``fill``: short pauses inside speech first belong to the turn)."""
-    if fill:
-        mask = fill_short_gaps(mask, int(opts.fill_gap_seconds * sample_rate / n_frame))
+def cut_windows(mask, n_frame, sample_rate, opts, offset_s, run_base, blocked=None):
+    """(start sample, end sample, start s, end s, run id) windows of the speech runs of a mask;
+    short pauses inside speech belong to the turn, except ``blocked`` frames (another party's)."""
+    mask = fill_short_gaps(mask, int(opts.fill_gap_seconds * sample_rate / n_frame))
+    if blocked is not None:
+        mask = mask & ~blocked
     win, hop = int(opts.window_seconds * sample_rate), int(opts.hop_seconds * sample_rate)
     shortest = int(opts.min_window_seconds * sample_rate)
     out = []
@@ -94,10 +115,10 @@ class CallAccumulator:
         self.runs = 0
 
     def add(self, x, offset_s, sample_rate, masks, n_frame):
-        for stream, mask in masks.items():
+        for stream, (mask, blocked) in masks.items():
             sig = mono_of(x) if len(masks) == 1 else x[stream]
-            # mono: pauses belong to the turn; stereo: only the frames where the party dominates
-            wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, fill=len(masks) == 1)
+            # pauses belong to the turn; stereo: never the frames of another party or of overlap
+            wins = cut_windows(mask, n_frame, sample_rate, self.opts, offset_s, self.runs, blocked)
             self.speech.setdefault(stream, []).extend(
                 (offset_s + f0 * n_frame / sample_rate, offset_s + f1 * n_frame / sample_rate) for f0, f1 in runs(mask))
             self.runs += len(runs(mask))  # run ids unique across blocks (closing gaps only merges runs)

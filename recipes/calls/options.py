@@ -8,7 +8,7 @@ exported folder without them gets these defaults)::
         fill_gap_seconds: 1.0     # mono: pauses this short inside speech belong to the turn
         segment_gap_seconds: 0.5  # a speaker's segments (RTTM): its speech, pauses this short bridged
         block_seconds: 60.0       # the call is read this many seconds at a time (bounded memory)
-        dominance_db: 10.0        # stereo: a frame is a party's when its channel is this much louder
+        dominance_db: 10.0        # stereo: the other channel's speech is crosstalk when this much quieter
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
