@@ -244,3 +244,60 @@ def test_stereo_keeps_a_quiet_party_over_the_other_lines_noise(call_set):
     longest = max(b - a for a, b in runs(own_speech)) * n / SR
     caller_rec = next(r for r in session.records("quiet.wav") if r["role"] == "caller")
     assert caller_rec["speech_seconds"] >= 0.8 * own_speech.sum() * n / SR and longest > 0
+
+
+def _voices(rng, centre, n, spread=0.15):
+    x = centre + spread * rng.standard_normal((n, centre.size))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def test_a_caller_clustered_into_an_enrolled_voice_is_split_off():
+    """Mono, agent and caller clustered as one voice beside the IVR prompt: every voice is an
+    enrolled one, so the half farther from the agent's enrolled voiceprint becomes the caller."""
+    from recipes.calls.roles import split_enrolled_voice
+
+    rng = np.random.default_rng(0)
+    d = 64
+    agent, ivr = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
+    caller = _unit(agent + 0.9 * _unit(rng.standard_normal(d)))  # a voice close to the agent's
+    embs = np.concatenate([_voices(rng, ivr, 5, 0.05), _voices(rng, agent, 12, 0.05), _voices(rng, caller, 8, 0.05)])
+    labels = np.array([0] * 5 + [1] * 20)
+    enrolled = np.stack([agent, ivr])
+    out = split_enrolled_voice(embs, labels, enrolled, threshold=0.7, margin=0.05)
+    assert out.max() == 2 and (out[17:] == 2).all() and (out[:17] != 2).all()
+    # a voice besides the enrolled ones was heard: nothing is split
+    three = np.array([0] * 5 + [1] * 12 + [2] * 8)
+    assert (split_enrolled_voice(embs, three, enrolled, 0.7, 0.05) == three).all()
+
+
+def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():
+    import torch
+
+    from recipes.calls.options import CallOptions
+    from recipes.calls.roles import assign_roles
+
+    rng = np.random.default_rng(1)
+    a = _unit(rng.standard_normal(32))
+
+    def near(cos):  # a unit vector at cosine ``cos`` from a
+        r = rng.standard_normal(32)
+        return torch.tensor(cos * a + np.sqrt(1 - cos ** 2) * _unit(r - (r @ a) * a), dtype=torch.float)
+
+    prints = {"agent": torch.tensor(a, dtype=torch.float)}
+
+    def speakers(*voices):
+        return [{"channel": None, "voiceprint": near(cos), "speech_seconds": sec, "segments": [[i, i + 1]]}
+                for i, (cos, sec) in enumerate(voices)]
+
+    # the agent in two recording conditions (0.95 and 0.8 like its enrolment) and the caller (0.5)
+    spk, notes = speakers((0.95, 10.0), (0.8, 20.0), (0.5, 6.0)), []
+    assign_roles(spk, None, prints, CallOptions(), notes)
+    assert [s["role"] for s in spk] == ["agent", "agent", "caller"] and spk[1]["agent"] == "agent"
+    # every voice left sounds like the enrolled one: the least like it is the caller, said in the notes
+    spk, notes = speakers((0.95, 10.0), (0.85, 20.0), (0.75, 6.0)), []
+    assign_roles(spk, None, prints, CallOptions(), notes)
+    assert [s["role"] for s in spk] == ["agent", "agent", "caller"] and "least like" in notes[0]

@@ -14,9 +14,9 @@ frames come from the one speech decision of the model's folder (recipes/data/spe
 
 Each speaker's profile is the mean of the model's probabilities over its windows (as
 ``classify_file`` averages a recording's windows), with the hierarchy-consistent age pair.
-Roles: ``caller_channel`` for stereo; enrolled agents (a folder of agent recordings: a voice at
-least ``agent_threshold`` cosine-similar to one is that agent, the speaker with most speech
-among the others is the caller); ``first_speaker_role``; else every speaker is ``unknown``.
+Roles (recipes/calls/roles.py): ``caller_channel`` for stereo; enrolled agents (a folder of
+agent recordings: a voice at least ``agent_threshold`` cosine-similar to one is that agent, the
+caller is the voice farthest from them); ``first_speaker_role``; else every speaker is ``unknown``.
 """
 
 import os
@@ -27,6 +27,7 @@ import torch
 from recipes.calls.diarize import cluster, merge_close, rttm_lines, segments, window_spans, within
 from recipes.calls.options import CallOptions
 from recipes.calls.reader import blocks, call_info, channels_identical, mono_of
+from recipes.calls.roles import assign_roles, split_enrolled_voice
 from recipes.calls.voiceprint import Voiceprints
 from recipes.data.audio import clipped_fraction
 from recipes.data.speech import SpeechConfig, fill_short_gaps, frame_length, frame_levels_dbfs, speech_mask
@@ -183,6 +184,10 @@ class CallSession:
             return np.zeros(len(prints), dtype=int)
         if final:
             labels = cluster(prints.numpy(), self.opts.max_speakers, self.opts.cluster_threshold)
+            if self.agent_prints:  # the caller's windows may hide in an enrolled voice's cluster
+                enrolled = torch.stack(list(self.agent_prints.values())).numpy()
+                labels = split_enrolled_voice(prints.numpy(), labels, enrolled, self.opts.agent_threshold,
+                                              self.opts.enrolled_split_margin)
             if labels.max() + 1 >= self.opts.max_speakers:
                 self.notes.append(f"{self.opts.max_speakers} or more voices: at most "
                                   f"{self.opts.max_speakers} are told apart")
@@ -252,42 +257,6 @@ def profile_call(profiler, path, caller_channel=None, agents=None, options=None,
     for offset, x in blocks(path, profiler.sample_rate, opts.block_seconds):
         session.add_block(offset, x)
     return session.records(path, final=True, rttm=rttm)
-
-
-def assign_roles(speakers, caller, agent_prints, opts, notes):
-    """Sets ``role`` (caller / agent / unknown) and, for an enrolled agent, ``agent``."""
-    for s in speakers:
-        s["role"], s["agent"] = "unknown", None
-    if not speakers:
-        return
-    if caller is not None:
-        for s in speakers:
-            s["role"] = "caller" if s["channel"] == caller else "agent"
-        return
-    if agent_prints:
-        names = list(agent_prints)
-        sims = torch.stack([agent_prints[n] for n in names]) @ torch.stack([s["voiceprint"] for s in speakers]).T
-        for j, s in enumerate(speakers):
-            s["agent_similarity"] = round(float(sims[:, j].max()), 3)
-        # an enrolled agent is one voice: the speaker most similar to it, when similar enough
-        for i in sims.flatten().argsort(descending=True).tolist():
-            a, j = divmod(i, len(speakers))
-            s = speakers[j]
-            if float(sims[a, j]) < opts.agent_threshold:
-                break
-            if s["role"] == "unknown" and names[a] not in {x["agent"] for x in speakers}:
-                s["role"], s["agent"] = "agent", names[a]
-        others = [s for s in speakers if s["role"] != "agent"]
-        if others:
-            max(others, key=lambda s: s["speech_seconds"])["role"] = "caller"
-        else:
-            notes.append("every voice matches an enrolled agent: no caller found")
-        return
-    if opts.first_speaker_role:
-        first = min(speakers, key=lambda s: s["segments"][0][0] if s["segments"] else float("inf"))
-        other = "caller" if opts.first_speaker_role == "agent" else "agent"
-        for s in speakers:
-            s["role"] = opts.first_speaker_role if s is first else (other if len(speakers) == 2 else "unknown")
 
 
 def record_keys():

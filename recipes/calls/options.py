@@ -12,6 +12,8 @@ exported folder without them gets these defaults)::
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
+        enrolled_split_margin: 0.05  # mono, every voice an enrolled one: a voice's half this much farther
+                                     # from its enrolled voiceprint is split off (the caller)
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
         voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)
         stream_block_seconds: 2.0 # StreamingProfiler: audio processed this many seconds at a time
@@ -36,6 +38,7 @@ class CallOptions:
     max_speakers: int = 4
     cluster_threshold: float = 0.3
     agent_threshold: float = 0.7
+    enrolled_split_margin: float = 0.05
     first_speaker_role: str = None
     voiceprint: str = "ge2e"
     stream_block_seconds: float = 2.0
