@@ -37,6 +37,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import ROOT, SO_DATA, in_root, machine, script_command, table_path, write_markdown  # noqa: E402
@@ -234,14 +235,14 @@ def plot_curve(curve, final, path):
     plt.close(fig)
 
 
-def long_call(profiler_folder, wav, seconds):
+def long_call(profiler_folder, wav, seconds, overrides=None):
     """(x real time, peak RSS GiB) of profile_call on ``wav`` in a process of its own."""
     code = ("import json, resource, time, sys\nsys.path.insert(0, %r)\n"
             "from recipes.inference.interface import SpeakerProfilerInterface\n"
-            "p = SpeakerProfilerInterface.from_folder(%r)\nt = time.perf_counter()\n"
+            "p = SpeakerProfilerInterface.from_folder(%r, overrides=%r)\nt = time.perf_counter()\n"
             "r = p.profile_call(%r)\nt = time.perf_counter() - t\n"
             "print(json.dumps({'seconds': t, 'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "'speakers': len(r)}))\n") % (ROOT, profiler_folder, wav)
+            "'speakers': len(r)}))\n") % (ROOT, profiler_folder, overrides, wav)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise RuntimeError(res.stderr[-2000:])
@@ -257,12 +258,20 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no_ivr", action="store_true", help="calls without the espeak-ng IVR prompt they open with")
     ap.add_argument("--out", default="calls.md", help="the table's name under benchmarks/results/ (another seed: another name)")
+    ap.add_argument("--call", action="append", default=[], metavar="KEY=VALUE",
+                    help="a call option of hparams/blocks/interface.yaml for every call, e.g. --call hop_seconds=2.0")
     args = ap.parse_args(argv)
     from recipes.inference.interface import SpeakerProfilerInterface
 
     folder = in_root(args.model_folder)
-    profiler = SpeakerProfilerInterface.from_folder(folder)
-    short = SpeakerProfilerInterface.from_folder(folder, overrides={"window_seconds": 2.0, "hop_seconds": 1.0})
+    call = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.call)}
+    overrides = {"call": call} if call else None
+    profiler = SpeakerProfilerInterface.from_folder(folder, overrides=overrides)
+    from recipes.calls.options import CallOptions
+
+    opts = CallOptions.coerce(getattr(profiler.hparams, "call", None))
+    short = SpeakerProfilerInterface.from_folder(folder, overrides={"window_seconds": opts.window_seconds,
+                                                                    "hop_seconds": opts.hop_seconds})
     ls = profiler.label_space
     speakers = {f"so:{k}": v for k, v in so_speakers().items()}
     cv_test = os.path.join(folder, "manifests", "test.csv")
@@ -294,7 +303,7 @@ def main(argv=None):
         mono_plain = profiler.profile_call(paths["mono"])
         mono_enrol = profiler.profile_call(paths["mono"], agents=agents)
         single = profiler.classify_file(paths["alone"])
-        single_short = short.classify_file(paths["alone"])  # the call mode's 2 s windows
+        single_short = short.classify_file(paths["alone"])  # the call mode's windows
         refs.append(turns)
         hyps.append(mono_plain)
         truth_group = ls.age_sub[ls.sub_index(caller[1] if isinstance(caller[1], int) else None,
@@ -325,7 +334,7 @@ def main(argv=None):
     with sf.SoundFile(long_path, "w", SR, 1, subtype="PCM_16") as f:
         for _ in range(reps):
             f.write(first)
-    rt, mem, n_spk = long_call(folder, long_path, reps * len(first) / SR)
+    rt, mem, n_spk = long_call(folder, long_path, reps * len(first) / SR, overrides)
     curve, final_acc = stream_accuracy(curves), 100 * float(np.mean([f for _, f in curves]))
     reach = curve[5] >= 0.95 * final_acc
     png = args.out.replace(".md", "_streaming.png")
@@ -341,7 +350,7 @@ def main(argv=None):
              "the calls).", "",
              "| caller's answer | gender accuracy % | age-group accuracy % |", "|---|---|---|",
              f"| the caller's turns alone (same channel), classify_file (4 s windows) | {table['single'][0]:.1f} | {table['single'][1]:.1f} |",
-             f"| the same, 2 s windows (the call mode's) | {table['single_short'][0]:.1f} | {table['single_short'][1]:.1f} |",
+             f"| the same, {opts.window_seconds:g} s windows (the call mode's) | {table['single_short'][0]:.1f} | {table['single_short'][1]:.1f} |",
              f"| mono call, one enrolled agent | {table['mono'][0]:.1f} | {table['mono'][1]:.1f} |",
              f"| stereo call, caller_channel | {table['stereo'][0]:.1f} | {table['stereo'][1]:.1f} |", "",
              "| goal | measured | |", "|---|---|---|",

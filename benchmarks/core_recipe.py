@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--results", default=os.path.join(ROOT, "results", "bench_core"))
     ap.add_argument("--table", default=table_path("core_recipe.md"))
+    ap.add_argument("--note", action="append", default=[], help="a line for the table's notes (repeatable)")
     args = ap.parse_args()
     if not os.path.isdir(args.data):
         sys.exit(f"speechocean762-8k not found at {args.data}")
@@ -74,8 +75,7 @@ def main():
                      f" | {100 * r['hierarchy_consistency']:.1f} | {100 * ca['child']:.1f} | {100 * ca['adult']:.1f} |")
     lines += ["", "Commands (from the repository root):", ""]
     lines += [command_item(cmd, secs if secs > 60 else None) for *_, cmd, secs in rows]
-    lines += ["", "resnet_cpu base was interrupted after epoch 1 and resumed by the same command with "
-              "--number_of_epochs=3 (the schedule depends on the epoch only); its time is that of the resumed part."]
+    lines += [""] + [f"- {note}" for note in args.note]
     lines += ["", "Age bins (hparams/labels/speechocean762.yaml): child 6-9, teen 10-15, young 16-24, adult 25+; "
               "super-groups minor / adult. Baseline with exactly these labels and split: "
               f"{TABLES}/fbank_lr_baseline.md (logistic regression on utterance Fbank statistics).", "",

@@ -125,3 +125,18 @@ def test_long_signals_run_the_detector_in_segments_with_the_same_decision():
     assert 15.0 < batched.sum() * frame / SR < 25.0  # the 20 s of voiced sound, not the pauses
     noise = 0.1 * torch.randn(30 * SR, generator=torch.Generator().manual_seed(1))
     assert speech.vad_frame_mask(noise, SR, n, frame, 0.5).mean() < 0.05
+
+
+def test_the_trained_detector_leaves_the_torch_thread_count_alone():
+    """Importing the silero-vad wheel sets the process to one torch thread; after the first
+    speech decision (preparation screens every clip before training) the count is the caller's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nsys.path.insert(0, '.')\ntorch.set_num_threads(2)\n"
+            "from recipes.data.speech import SpeechConfig, speech_mask\n"
+            "speech_mask(0.1 * torch.randn(16000), 8000, SpeechConfig(detector='silero'))\n"
+            "print(torch.get_num_threads())\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == "2"

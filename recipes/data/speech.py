@@ -162,8 +162,11 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
     if "model" not in _VAD:
         import warnings
 
+        threads = torch.get_num_threads()
         from silero_vad import load_silero_vad  # only the silero detector needs the wheel
 
+        # importing silero_vad sets the whole process to one torch thread: the caller's count is kept
+        torch.set_num_threads(threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its loader and the TorchScript model print deprecation notices
             _VAD["model"] = load_silero_vad(onnx=False)
