@@ -269,9 +269,14 @@ def test_a_caller_clustered_into_an_enrolled_voice_is_split_off():
     enrolled = np.stack([agent, ivr])
     out = split_enrolled_voice(embs, labels, enrolled, threshold=0.7, margin=0.05)
     assert out.max() == 2 and (out[17:] == 2).all() and (out[:17] != 2).all()
-    # a voice besides the enrolled ones was heard: nothing is split
-    three = np.array([0] * 5 + [1] * 12 + [2] * 8)
-    assert (split_enrolled_voice(embs, three, enrolled, 0.7, 0.05) == three).all()
+    # a third voice that sounds like an enrolled one (a piece of the prompt): still split
+    piece = _voices(rng, ivr, 3, 0.05)
+    with_piece = split_enrolled_voice(np.concatenate([embs, piece]), np.concatenate([labels, [2] * 3]), enrolled, 0.7, 0.05)
+    assert with_piece.max() == 3 and (with_piece[17:25] == 3).all()
+    # a voice unlike the enrolled ones was heard: nothing is split
+    other = _voices(rng, _unit(agent + 2.0 * _unit(rng.standard_normal(d))), 8, 0.05)
+    three = np.concatenate([labels, [2] * 8])
+    assert (split_enrolled_voice(np.concatenate([embs, other]), three, enrolled, 0.7, 0.05) == three).all()
 
 
 def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():

@@ -7,7 +7,7 @@
   heard in another recording condition) is the call center's side too. The caller is the voice
   with most speech among the others; when every voice left sounds like an enrolled one, the one
   least like them all (GE2E voiceprints of 8 kHz speech put even two different people 0.7 apart).
-- When every voice of a mono call is matched to an enrolled one, the caller's windows were
+- When every voice of a mono call sounds like an enrolled one, the caller's windows may have been
   clustered into one of them: ``split_enrolled_voice`` splits off the half of a matched voice
   that is clearly farther from its enrolled voiceprint.
 - ``first_speaker_role``: the first voice heard is the agent (or the caller); else ``unknown``.
@@ -16,7 +16,9 @@
 import numpy as np
 import torch
 
-from recipes.calls.diarize import MIN_WINDOWS, centroids
+from recipes.calls.diarize import centroids
+
+SPLIT_MIN_WINDOWS = 3  # each half of a split voice: at least this many windows (a 2-window half is noise)
 
 
 def match_enrolled(sims, threshold):
@@ -34,22 +36,23 @@ def match_enrolled(sims, threshold):
 
 
 def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
-    """Window labels of a mono call with one voice more when every voice was matched to an
-    enrolled one: the matched voice whose two halves (agglomerative, cosine, average linkage)
+    """Window labels of a mono call with one voice more when every voice sounds like an enrolled
+    one (matched to it, or at least ``threshold`` similar): the matched voice whose two halves (agglomerative, cosine, average linkage)
     differ most in similarity to its enrolled voiceprint, by at least ``margin``, loses its
     farther half to a new voice (``embs``: (n, D) unit vectors, ``enrolled``: (E, D))."""
     from sklearn.cluster import AgglomerativeClustering
 
-    matched = match_enrolled(enrolled @ centroids(embs, labels).T, threshold)
-    if len(matched) < labels.max() + 1:
-        return labels  # a voice besides the enrolled ones was heard
+    sims = enrolled @ centroids(embs, labels).T
+    matched = match_enrolled(sims, threshold)
+    if any(sims[:, v].max() < threshold for v in range(labels.max() + 1) if v not in matched):
+        return labels  # a voice unlike the enrolled ones was heard
     best = None
     for voice, a in matched.items():
         idx = np.flatnonzero(labels == voice)
-        if len(idx) < 2 * MIN_WINDOWS:
+        if len(idx) < 2 * SPLIT_MIN_WINDOWS:
             continue
         halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit(embs[idx]).labels_
-        if np.bincount(halves).min() < MIN_WINDOWS:
+        if np.bincount(halves).min() < SPLIT_MIN_WINDOWS:
             continue
         sims = centroids(embs[idx], halves) @ enrolled[a]
         gap = float(sims.max() - sims.min())
