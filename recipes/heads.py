@@ -6,7 +6,8 @@ import torch
 
 from recipes.age import AGE_KEY, AGE_LOSSES
 from recipes.labels import TASKS
-from recipes.ordinal import DECODES, check_choice
+from recipes.config.choices import check_choice
+from recipes.ordinal import DECODES
 
 
 class TaskHead(torch.nn.Module):
@@ -75,8 +76,7 @@ class ProfilingHeads(torch.nn.Module):
                  "age_sub": label_space.n_sub}
         self.heads = torch.nn.ModuleDict(
             {t: TaskHead(input_size, sizes[t], hidden_size, dropout, layer_norm) for t in self.tasks})
-        if age_loss not in AGE_LOSSES:
-            raise ValueError(f"heads: unknown age_loss {age_loss!r} (use one of {AGE_LOSSES})")
+        check_choice("age_loss", age_loss, AGE_LOSSES)
         self.age = (AgeHead(input_size, hidden_size, dropout, layer_norm, age_loss == "gaussian_nll",
                             age_center, age_scale, age_min_sigma) if age_regression else None)
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from recipes.labels import MISSING, TASKS
-from recipes.ordinal import ORDINAL_MODES, check_choice, ldl_loss
+from recipes.config.choices import check_choice
+from recipes.ordinal import ORDINAL_MODES, ldl_loss
 
 ASL_FORMS = ("printed", "single_label")
 
@@ -31,8 +32,7 @@ def asymmetric_loss(logits, targets, gamma_pos=0.0, gamma_neg=4.0, margin=0.05,
     through the smoothing mass; gamma+ = gamma- = m = 0 is
     ``F.cross_entropy(logits, targets, label_smoothing=label_smoothing)``.
     """
-    if form not in ASL_FORMS:
-        raise ValueError(f"unknown asl_form {form!r} (use one of {ASL_FORMS})")
+    check_choice("asl_form", form, ASL_FORMS)
     valid = targets != MISSING
     safe = torch.where(valid, targets, torch.zeros_like(targets)).long()
     n_classes = logits.shape[-1]
@@ -160,7 +160,7 @@ def age_regression_loss(output, target, kind="l1", scale=1.0):
         if output.shape[1] < 2:
             raise ValueError("age_loss: gaussian_nll needs a head that predicts sigma (2 outputs)")
         return interval_gaussian_nll(output[:, 0], output[:, 1], lower, upper)
-    raise ValueError(f"unknown age_loss {kind!r} (use 'l1' or 'gaussian_nll')")
+    check_choice("age_loss", kind, ("l1", "gaussian_nll"))
 
 
 def feature_kd_loss(student, teacher, kind="mse"):
@@ -250,10 +250,8 @@ class ProfilingObjective:
         check_choice("age_sub_ordinal", age_sub_ordinal, ORDINAL_MODES)
         if age_sub_ordinal == "ldl" and not ldl_sigma > 0:
             raise ValueError(f"objective: ldl_sigma must be > 0 (bins), got {ldl_sigma}")
-        if asl_form not in ASL_FORMS:
-            raise ValueError(f"objective: unknown asl_form {asl_form!r} (use one of {ASL_FORMS})")
-        if class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"objective: unknown class_weighting {class_weighting!r} (use one of {CLASS_WEIGHTINGS})")
+        check_choice("asl_form", asl_form, ASL_FORMS)
+        check_choice("class_weighting", class_weighting, CLASS_WEIGHTINGS)
         self.parent = label_space.parent_index()
         self.hierarchical = hierarchical
         self.ls = label_smoothing
@@ -312,7 +310,7 @@ def class_weights(counts, kind="inverse", beta=0.999):
             raise ValueError(f"effective_beta must be in [0, 1), got {beta}")
         w = torch.where(present, (1.0 - beta) / (1.0 - beta ** n.clamp(min=1)), torch.zeros_like(n))
     else:
-        raise ValueError(f"unknown class_weighting {kind!r} (use one of {CLASS_WEIGHTINGS[1:]})")
+        check_choice("class_weighting", kind, CLASS_WEIGHTINGS[1:])
     if present.any():
         w = w * present.sum() / w.sum()
     return w.float()

@@ -21,17 +21,11 @@ the option decode by argmax.
 import torch
 import torch.nn.functional as F
 
+from recipes.config.choices import check_choice
 from recipes.labels import MISSING
 
 ORDINAL_MODES = ("none", "ldl")
 DECODES = ("argmax", "median")
-
-
-def check_choice(option, value, allowed):
-    """``value`` if it is one of ``allowed``, else a ValueError naming the option."""
-    if value not in allowed:
-        raise ValueError(f"{option}: unknown value {value!r} (use one of {', '.join(allowed)})")
-    return value
 
 
 def ldl_targets(targets, n_classes, sigma=1.0):
