@@ -21,13 +21,16 @@ exported folder without them gets these defaults)::
         decide_probability: 0.8   # ... and a gender probability at least this
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from recipes.config.yaml_options import YamlOptions
 
 ROLES = ("caller", "agent", "unknown")
 
 
 @dataclass
-class CallOptions:
+class CallOptions(YamlOptions):
+    WHAT = "call options"
     window_seconds: float = 2.0
     hop_seconds: float = 1.0
     min_window_seconds: float = 0.5
@@ -57,18 +60,3 @@ class CallOptions:
         if self.voiceprint not in ("ge2e", "model"):
             raise ValueError(f"call options: voiceprint must be ge2e or model, got {self.voiceprint!r}")
 
-    @classmethod
-    def coerce(cls, options):
-        if options is None:
-            return cls()
-        if isinstance(options, cls):
-            return options
-        if isinstance(options, dict):
-            unknown = set(options) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ValueError(f"call options: unknown keys {sorted(unknown)}")
-            return cls(**options)
-        raise TypeError(f"call options must be CallOptions or a dict, got {type(options).__name__}")
-
-    def to_dict(self):
-        return asdict(self)

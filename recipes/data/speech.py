@@ -41,11 +41,12 @@ file is unusable), ``speech_crop`` (a training crop that holds speech).
 """
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from recipes.config.yaml_options import YamlOptions
 
 DETECTORS = ("energy", "silero")
 
@@ -55,7 +56,8 @@ class NonFiniteAudio(ValueError):
 
 
 @dataclass
-class SpeechConfig:
+class SpeechConfig(YamlOptions):
+    WHAT = "speech config"
     floor_dbfs: float = -60.0
     threshold_db: float = 40.0
     frame_seconds: float = 0.02
@@ -66,23 +68,6 @@ class SpeechConfig:
     def __post_init__(self):
         if self.detector not in DETECTORS:
             raise ValueError(f"speech detector must be one of {DETECTORS}, got {self.detector!r}")
-
-    @classmethod
-    def coerce(cls, cfg):
-        """A SpeechConfig from None (the defaults), a dict (YAML) or a SpeechConfig."""
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, cls):
-            return cfg
-        if isinstance(cfg, dict):
-            unknown = set(cfg) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ValueError(f"speech config: unknown keys {sorted(unknown)}")
-            return cls(**cfg)
-        raise TypeError(f"speech config must be a SpeechConfig or a dict, got {type(cfg).__name__}")
-
-    def to_dict(self):
-        return asdict(self)
 
 
 def _numpy(signal):
