@@ -23,7 +23,7 @@ exported folder without them gets these defaults)::
 
 from dataclasses import dataclass
 
-from recipes.config.yaml_options import YamlOptions
+from recipes.yaml_options import YamlOptions
 
 ROLES = ("caller", "agent", "unknown")
 

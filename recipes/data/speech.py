@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recipes.config.yaml_options import YamlOptions
+from recipes.yaml_options import YamlOptions
 
 DETECTORS = ("energy", "silero")
 
