@@ -140,3 +140,24 @@ def test_the_trained_detector_leaves_the_torch_thread_count_alone():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split()[-1] == "2"
+
+
+def test_the_detector_gives_each_thread_the_same_answer_as_one_thread():
+    """The Silero model keeps a recurrent state: service worker threads deciding speech at the
+    same time each get the answer a single thread gets (a shared model would mix their states)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recipes.data import speech
+
+    frame = speech.frame_length(SR, speech.SpeechConfig(detector="silero"))
+    g = torch.Generator().manual_seed(0)
+    signals = []
+    for k in range(4):  # sound and pauses at different places in each, under 20 s (one sequence)
+        parts = [tone_speech(1.0 + 0.5 * k) if i % 2 == 0 else 0.01 * torch.randn(SR * (k + 1), generator=g)
+                 for i in range(6)]
+        signals.append(torch.cat(parts))
+    alone = [speech.vad_frame_mask(x, SR, x.numel() // frame, frame, 0.5) for x in signals]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda x: speech.vad_frame_mask(x, SR, x.numel() // frame, frame, 0.5), signals))
+            assert all((a == b).all() for a, b in zip(alone, together))

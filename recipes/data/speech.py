@@ -41,6 +41,7 @@ file is unusable), ``speech_crop`` (a training crop that holds speech).
 """
 
 import random
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,13 +139,13 @@ def cached_vad_mask(signal, sample_rate, n_frames, frame_len, threshold):
     return mask
 
 
-_VAD = {}
+_VAD = threading.local()  # the model keeps a recurrent state: one per thread (service worker threads)
 
 
-def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
-    """Bool array (n_frames,): the Silero VAD speech probability at each frame's centre is >=
-    ``threshold`` (the model of the silero-vad wheel, loaded once per process)."""
-    if "model" not in _VAD:
+def silero_model():
+    """This thread's Silero VAD model (the silero-vad wheel's ONNX copy: the same weights and
+    decisions as its TorchScript copy, probabilities within 1e-6, 30 % faster, one thread)."""
+    if getattr(_VAD, "model", None) is None:
         import warnings
 
         threads = torch.get_num_threads()
@@ -153,11 +154,15 @@ def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
         # importing silero_vad sets the whole process to one torch thread: the caller's count is kept
         torch.set_num_threads(threads)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its loader and the TorchScript model print deprecation notices
-            # the wheel's ONNX copy of the model: the same weights and decisions as its TorchScript
-            # copy (probabilities within 1e-6), 30 % faster, on one thread of its own
-            _VAD["model"] = load_silero_vad(onnx=True)
-    model = _VAD["model"]
+            warnings.simplefilter("ignore")  # its loader prints deprecation notices
+            _VAD.model = load_silero_vad(onnx=True)
+    return _VAD.model
+
+
+def vad_frame_mask(signal, sample_rate, n_frames, frame_len, threshold):
+    """Bool array (n_frames,): the Silero VAD speech probability at each frame's centre is >=
+    ``threshold`` (``silero_model``)."""
+    model = silero_model()
     x = torch.as_tensor(_numpy(signal), dtype=torch.float32)
     x = x - x.mean()
     rate = sample_rate
