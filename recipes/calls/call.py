@@ -172,16 +172,12 @@ class CallSession:
         self.agent_prints = self.voiceprints.enrol(agents) if agents else {}
         self.online = {}  # stream -> voice centroids of the running (online) assignment
 
-    def masks(self, x):
-        """The stream masks of a (channels, samples) block (``stream_masks``)."""
-        return stream_masks(x, self.sr, self.speech, self.opts.dominance_db, self.mono)
-
-    def add_block(self, offset, x, masks=None):
-        """``masks``: the block's ``masks(x)`` when already computed (``masked_blocks``)."""
+    def add_block(self, offset, x):
         self.flat += clipped_fraction(x.reshape(-1)) * x.numel()
         self.total += x.numel()
         self.seconds = max(self.seconds, offset + x.shape[1] / self.sr)
-        self.acc.add(x, offset, self.sr, masks if masks is not None else self.masks(x), self.n_frame)
+        self.acc.add(x, offset, self.sr, stream_masks(x, self.sr, self.speech, self.opts.dominance_db, self.mono),
+                     self.n_frame)
 
     def labels(self, stream, prints, final):
         if not self.mono:
@@ -258,27 +254,9 @@ def profile_call(profiler, path, caller_channel=None, agents=None, options=None,
     session = CallSession(profiler, n_channels, n_channels == 1 or identical, caller_channel, agents, opts)
     if identical:
         session.notes.insert(0, "the two channels carry the same signal: profiled as a mono call")
-    for offset, x, masks in masked_blocks(blocks(path, profiler.sample_rate, opts.block_seconds), session):
-        session.add_block(offset, x, masks)
+    for offset, x in blocks(path, profiler.sample_rate, opts.block_seconds):
+        session.add_block(offset, x)
     return session.records(path, final=True, rttm=rttm)
-
-
-def masked_blocks(block_iter, session):
-    """(offset, block, masks) of ``block_iter``: the next block is read and its speech decided
-    in a background thread while the caller profiles the current one (the detector runs on one
-    thread of its own, so the model's threads and it keep two cores busy)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def next_masked():
-        for offset, x in block_iter:
-            return offset, x, session.masks(x)
-        return None
-
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(next_masked)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(next_masked)
-            yield item
 
 
 def record_keys():
