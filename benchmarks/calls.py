@@ -260,18 +260,21 @@ def main(argv=None):
     ap.add_argument("--out", default="calls.md", help="the table's name under benchmarks/results/ (another seed: another name)")
     ap.add_argument("--call", action="append", default=[], metavar="KEY=VALUE",
                     help="a call option of hparams/blocks/interface.yaml for every call, e.g. --call hop_seconds=2.0")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an interface option of hparams/blocks/interface.yaml, e.g. --set bf16_autocast=True")
     args = ap.parse_args(argv)
     from recipes.inference.interface import SpeakerProfilerInterface
 
     folder = in_root(args.model_folder)
     call = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.call)}
-    overrides = {"call": call} if call else None
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = dict(overrides, call=call) if call else (overrides or None)
     profiler = SpeakerProfilerInterface.from_folder(folder, overrides=overrides)
     from recipes.calls.options import CallOptions
 
     opts = CallOptions.coerce(getattr(profiler.hparams, "call", None))
-    short = SpeakerProfilerInterface.from_folder(folder, overrides={"window_seconds": opts.window_seconds,
-                                                                    "hop_seconds": opts.hop_seconds})
+    short = SpeakerProfilerInterface.from_folder(  # the call mode's windows
+        folder, overrides={**(overrides or {}), "window_seconds": opts.window_seconds, "hop_seconds": opts.hop_seconds})
     ls = profiler.label_space
     speakers = {f"so:{k}": v for k, v in so_speakers().items()}
     cv_test = os.path.join(folder, "manifests", "test.csv")

@@ -330,9 +330,14 @@ def exported_checkpoint(pretrained_dir):
     return read_tree(path).get("checkpoint") if os.path.isfile(path) else None
 
 
-def has_speech_options(pretrained_dir):
-    """Whether a pretrained folder's hyperparams.yaml has the speech options of interface.yaml."""
-    return "drop_non_speech" in read_tree(os.path.join(pretrained_dir, PRETRAINED_YAML))
+INTERFACE_KEYS_ADDED = ("drop_non_speech", "bf16_autocast")  # interface.yaml keys older exports lack
+
+
+def has_interface_options(pretrained_dir):
+    """Whether a pretrained folder's hyperparams.yaml has every option interface.yaml gained since
+    the first exports (the speech options, bf16_autocast)."""
+    tree = read_tree(os.path.join(pretrained_dir, PRETRAINED_YAML))
+    return all(key in tree for key in INTERFACE_KEYS_ADDED)
 
 
 def pretrained_source(folder):
@@ -341,8 +346,8 @@ def pretrained_source(folder):
     folder = resolve_folder(folder)
     if is_trained(folder):
         out = os.path.join(str(folder), PRETRAINED_DIR)
-        if exported_checkpoint(out) != best_checkpoint(folder).path.name or not has_speech_options(out):
-            export_pretrained(folder, out)  # a newer checkpoint, or an export older than the speech options
+        if exported_checkpoint(out) != best_checkpoint(folder).path.name or not has_interface_options(out):
+            export_pretrained(folder, out)  # a newer checkpoint, or an export older than the interface options
         return out
     if os.path.isfile(os.path.join(str(folder), PRETRAINED_YAML)):
         return str(folder)

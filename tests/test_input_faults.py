@@ -154,9 +154,30 @@ def test_infer_validates_its_numbers(tiny_run, option, value):
 def test_interface_options_are_checked_at_load(tiny_run):
     from recipes.inference.interface import SpeakerProfilerInterface
 
-    for key, value in (("hop_seconds", 0), ("window_seconds", -1.0), ("window_batch_size", 0)):
+    for key, value in (("hop_seconds", 0), ("window_seconds", -1.0), ("window_batch_size", 0),
+                       ("bf16_autocast", "yes")):
         with pytest.raises(ValueError, match=key):
             SpeakerProfilerInterface.from_folder(str(tiny_run[1]), overrides={key: value})
+
+
+def test_bf16_autocast_gives_the_float32_answers(tiny_run):
+    """bf16_autocast (infer.py --bf16) runs the model under bfloat16 autocast: the labels of the
+    float32 run, probabilities within 0.1; a folder exported before the option takes it too."""
+    from recipes.inference.interface import SpeakerProfilerInterface
+
+    root, out = tiny_run
+    clips = sorted(str(p) for p in (root / "demo").rglob("*.wav"))[:6]
+    fp32 = SpeakerProfilerInterface.from_folder(str(out)).classify_files(clips)
+    bf16_profiler = SpeakerProfilerInterface.from_folder(str(out), overrides={"bf16_autocast": True})
+    assert bf16_profiler.bf16
+    bf16 = bf16_profiler.classify_files(clips)
+    for a, b in zip(fp32, bf16):
+        for task in ("gender", "age_sup", "age_sub"):
+            assert a[task]["label"] == b[task]["label"] and abs(a[task]["prob"] - b[task]["prob"]) < 0.1
+    legacy = os.path.join(ROOT, "tests", "fixtures", "legacy_exported")  # written before the option
+    assert SpeakerProfilerInterface.from_folder(legacy, overrides={"bf16_autocast": True}).bf16
+    res = run("infer.py", out, clips[0], "--bf16", "--json", timeout=300)
+    assert json.loads(res.stdout.strip().splitlines()[-1])["gender"]["label"] == fp32[0]["gender"]["label"]
 
 
 def test_python_api_errors_match_the_cli_and_keep_the_good_files(tiny_run, tmp_path):

@@ -62,13 +62,13 @@ def test_foreign_class_loads_a_legacy_export(tmp_path):
 def test_a_refreshed_export_of_a_legacy_folder(tmp_path):
     """A trained folder's pretrained/ is (re)written by model_folder.export_pretrained: it
     records the checkpoint and holds the interface options and weights."""
-    from recipes.model_folder import exported_checkpoint, has_speech_options, pretrained_source
+    from recipes.model_folder import exported_checkpoint, has_interface_options, pretrained_source
 
     folder = tmp_path / "f"
     shutil.copytree(os.path.join(FIXTURES, "legacy_folder"), folder)
     out = pretrained_source(str(folder))
     ckpt = os.path.basename(glob.glob(str(folder / "save" / "CKPT+*"))[0])
-    assert exported_checkpoint(out) == ckpt and has_speech_options(out)
+    assert exported_checkpoint(out) == ckpt and has_interface_options(out)
     assert {"encoder.ckpt", "heads.ckpt", "normalizer.ckpt", "custom_interface.py"} <= set(os.listdir(out))
 
 

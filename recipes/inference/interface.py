@@ -37,7 +37,7 @@ from speechbrain.inference.interfaces import Pretrained
 from recipes.age import AGE_KEY
 from recipes.data.audio import AudioError, clipped_fraction, load_audio, remove_dc
 from recipes.data.speech import NonFiniteAudio, SpeechConfig, check_finite
-from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_speech_options, load_normalizer,
+from recipes.model_folder import (TEACHER_DIR, PRETRAINED_YAML, has_interface_options, load_normalizer,
                                   pretrained_source, teacher_norm_path)
 from recipes.inference.windows import speech_windows
 from recipes.labels import TASKS
@@ -53,6 +53,8 @@ def check_options(hp):
     batch = hp.window_batch_size
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"window_batch_size must be an integer >= 1, got {batch!r}")
+    if not isinstance(getattr(hp, "bf16_autocast", False), bool):
+        raise ValueError(f"bf16_autocast must be True or False, got {hp.bf16_autocast!r}")
 
 
 def consistent_age_pair(p_sup, p_sub, parent, how="argmax"):
@@ -105,6 +107,7 @@ class SpeakerProfilerInterface(Pretrained):
         self.class_names = {"gender": list(ls.genders), "age_sup": list(ls.age_sup),
                             "age_sub": list(ls.age_sub)}
         self.parent = ls.parent_index()
+        self.bf16 = bool(getattr(self.hparams, "bf16_autocast", False))  # folders exported before: float32
 
     @property
     def model(self):
@@ -122,7 +125,7 @@ class SpeakerProfilerInterface(Pretrained):
         overrides = dict(overrides or {})
         if os.path.isdir(os.path.join(source, TEACHER_DIR)):  # an MKD student's teacher, stored with it
             overrides.setdefault("teacher_folder", os.path.join(source, TEACHER_DIR))
-        if not has_speech_options(source):  # exported before the speech options: they are new keys
+        if not has_interface_options(source):  # exported before some interface options: they are new keys
             kwargs.setdefault("overrides_must_match", False)
         obj = cls.from_hparams(source=source, overrides=overrides,
                                run_opts={"device": device}, **kwargs)
@@ -231,7 +234,8 @@ class SpeakerProfilerInterface(Pretrained):
             chunk = windows[k:k + bs]
             lens = torch.tensor([len(w) for w in chunk], dtype=torch.float)
             batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-            p, e = self.mods.profiler(batch.to(self.device), (lens / lens.max()).to(self.device))
+            with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.bf16):
+                p, e = self.mods.profiler(batch.to(self.device), (lens / lens.max()).to(self.device))
             for t in TASKS:
                 probs[t].append(p[t].float().cpu())
             if AGE_KEY in p:  # (n, 1 or 2): years [and sigma], averaged like the probabilities
