@@ -37,9 +37,10 @@ def match_enrolled(sims, threshold):
 
 def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
     """Window labels of a mono call with one voice more when every voice sounds like an enrolled
-    one (matched to it, or at least ``threshold`` similar): the matched voice whose two halves (agglomerative, cosine, average linkage)
-    differ most in similarity to its enrolled voiceprint, by at least ``margin``, loses its
-    farther half to a new voice (``embs``: (n, D) unit vectors, ``enrolled``: (E, D))."""
+    one (matched to it, or at least ``threshold`` similar): the matched voice whose two halves
+    (agglomerative, cosine, average linkage) differ most in similarity to its enrolled
+    voiceprint, by at least ``margin``, loses its farther half to a new voice (``embs``: (n, D)
+    unit vectors, ``enrolled``: (E, D))."""
     from sklearn.cluster import AgglomerativeClustering
 
     sims = enrolled @ centroids(embs, labels).T
@@ -54,10 +55,10 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
         halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit(embs[idx]).labels_
         if np.bincount(halves).min() < SPLIT_MIN_WINDOWS:
             continue
-        sims = centroids(embs[idx], halves) @ enrolled[a]
-        gap = float(sims.max() - sims.min())
+        to_enrolled = centroids(embs[idx], halves) @ enrolled[a]
+        gap = float(to_enrolled.max() - to_enrolled.min())
         if gap >= margin and (best is None or gap > best[0]):
-            best = gap, idx[halves == int(sims.argmin())]
+            best = gap, idx[halves == int(to_enrolled.argmin())]
     if best is None:
         return labels
     out = labels.copy()
