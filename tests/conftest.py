@@ -119,7 +119,7 @@ class RayJobs:
         self.tmpdir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         self.env = {**os.environ, "RAY_TMPDIR": self.tmpdir, "OMP_NUM_THREADS": "1"}
 
-    def left(self, wait=10.0):
+    def left(self, wait=30.0):
         """The Ray processes still running after ``wait`` seconds at most (a stopping job's go)."""
         import time
 
