@@ -9,8 +9,9 @@ gradient to that head (every task term and the dependency loss skip it).
 import torch
 import torch.nn.functional as F
 
-from recipes.labels import MISSING, TASKS
+from recipes.age import AGE_LOSSES
 from recipes.config.choices import check_choice
+from recipes.labels import MISSING, TASKS
 from recipes.ordinal import ORDINAL_MODES, ldl_loss
 
 ASL_FORMS = ("printed", "single_label")
@@ -153,14 +154,13 @@ def age_regression_loss(output, target, kind="l1", scale=1.0):
     """The age head's loss: output (batch, 1 or 2) years [and sigma], target (batch, 2)
     [lower, upper] years; "l1" (interval L1, divided by ``scale`` years so that its size
     is that of the task losses) or "gaussian_nll" (needs the sigma column)."""
+    check_choice("age_loss", kind, AGE_LOSSES)
     lower, upper = target[:, 0].to(output.dtype), target[:, 1].to(output.dtype)
     if kind == "l1":
         return interval_l1_loss(output[:, 0], lower, upper) / scale
-    if kind == "gaussian_nll":
-        if output.shape[1] < 2:
-            raise ValueError("age_loss: gaussian_nll needs a head that predicts sigma (2 outputs)")
-        return interval_gaussian_nll(output[:, 0], output[:, 1], lower, upper)
-    check_choice("age_loss", kind, ("l1", "gaussian_nll"))
+    if output.shape[1] < 2:
+        raise ValueError("age_loss: gaussian_nll needs a head that predicts sigma (2 outputs)")
+    return interval_gaussian_nll(output[:, 0], output[:, 1], lower, upper)
 
 
 def feature_kd_loss(student, teacher, kind="mse"):
@@ -301,16 +301,15 @@ def class_weights(counts, kind="inverse", beta=0.999):
     """Per-class loss weights from class counts, scaled to mean 1 over the classes present:
     "inverse" 1 / n_k; "effective" (1 - beta) / (1 - beta^n_k) (class-balanced loss,
     Cui et al., arXiv 1901.05555, Eq. of the effective number). Absent classes get 0."""
+    check_choice("class_weighting", kind, CLASS_WEIGHTINGS[1:])
     n = torch.as_tensor(counts, dtype=torch.float64)
     present = n > 0
     if kind == "inverse":
         w = torch.where(present, 1.0 / n.clamp(min=1), torch.zeros_like(n))
-    elif kind == "effective":
+    else:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"effective_beta must be in [0, 1), got {beta}")
         w = torch.where(present, (1.0 - beta) / (1.0 - beta ** n.clamp(min=1)), torch.zeros_like(n))
-    else:
-        check_choice("class_weighting", kind, CLASS_WEIGHTINGS[1:])
     if present.any():
         w = w * present.sum() / w.sum()
     return w.float()

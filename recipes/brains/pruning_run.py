@@ -171,7 +171,8 @@ def run_pruning(run):
                                               "normalizer": model.mean_var_norm, **last})
     modules = {"compute_features": model.compute_features, "mean_var_norm": model.mean_var_norm,
                "encoder": model.encoder, "heads": model.heads}
-    brain = with_logit_kd(brain_class, hparams)(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
+    brain_class = with_logit_kd(brain_class, hparams)
+    brain = brain_class(modules=modules, opt_class=hparams["opt_class"], hparams=dict(hparams, pruner=pruner),
                         run_opts=run.run_opts, checkpointer=hparams["checkpointer"])
     brain.hparams.reference = hparams["reference"] = reference_stats(brain, datasets, hparams)
     logger.info("unpruned model, valid: %s", {k: round(v, 4) for k, v in hparams["reference"].items() if k in TASK_KEYS})

@@ -8,7 +8,8 @@ frames come from the one speech decision of the model's folder (recipes/data/spe
   (measured above the other channel's line-noise floor): crosstalk and echo put the other party
   15-30 dB lower, so they are never profiled, and overlapped speech (within ``dominance_db``) is
   left out of both profiles. Short pauses inside a party's speech belong to its turn (as in mono),
-  never the frames of the other party or of overlap. A stereo file whose channels carry the same signal is a mono call (said so).
+  never the frames of the other party or of overlap. A stereo file whose channels carry the same
+  signal is a mono call (said so).
 - **Mono**: the speech is cut into windows, each gets a voiceprint (recipes/calls/voiceprint.py)
   and the voiceprints are clustered into 1-``max_speakers`` voices (recipes/calls/diarize.py).
 

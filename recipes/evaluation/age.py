@@ -13,7 +13,6 @@ from recipes.age import derived_sub_index
 from recipes.labels import MISSING
 
 
-
 def interval_distance(pred, lower, upper):
     """Distance in years from each prediction to [lower, upper] (0 inside)."""
     return np.maximum(lower - pred, 0.0) + np.maximum(pred - upper, 0.0)
