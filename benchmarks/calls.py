@@ -132,6 +132,11 @@ def long_call(profiler_folder, wav, seconds, overrides=None):
     return seconds / out["seconds"], out["rss_kib"] / 2 ** 20, out["speakers"]
 
 
+def key_values(items):
+    """{key: YAML value} of KEY=VALUE command-line items."""
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model_folder", default="results/bench_cv_current/ge2e_ch_plain/1234")
@@ -148,8 +153,7 @@ def main(argv=None):
     from recipes.inference.interface import SpeakerProfilerInterface
 
     folder = in_root(args.model_folder)
-    call = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.call)}
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    call, overrides = key_values(args.call), key_values(args.set)
     overrides = dict(overrides, call=call) if call else (overrides or None)
     profiler = SpeakerProfilerInterface.from_folder(folder, overrides=overrides)
     from recipes.calls.options import CallOptions

@@ -97,15 +97,30 @@ def check_unseen(teacher, test_csv):
         raise ValueError(f"{teacher} trained on {len(seen)} speaker(s) of {test_csv}: its row would not be a test")
 
 
+def teacher_hparam(teacher, key):
+    """A top-level value of a trained folder's hyperparams.yaml (None when absent)."""
+    with open(os.path.join(teacher, "hyperparams.yaml")) as f:
+        m = re.search(rf"^{key}: (.+)$", f.read(), re.M)
+    return m.group(1).strip() if m else None
+
+
+def teacher_manifests(teacher):
+    """The manifest folder a teacher was trained on: its own manifests/, or the folder its
+    run named with --manifest_folder (resolved from the repository root, like train.py)."""
+    own = os.path.join(teacher, "manifests")
+    named = teacher_hparam(teacher, "manifest_folder")
+    if os.path.isdir(own) or not named:
+        return own
+    return named if os.path.isabs(named) else os.path.join(ROOT, named)
+
+
 def teacher_split_seed(teacher):
     """The speaker-split seed a teacher's manifests were prepared with (its training seed in
     folders trained before split_seed was a key of its own)."""
-    with open(os.path.join(teacher, "hyperparams.yaml")) as f:
-        text = f.read()
     for key in ("split_seed", "seed"):
-        m = re.search(rf"^{key}: (\d+)$", text, re.M)
-        if m:
-            return int(m.group(1))
+        value = teacher_hparam(teacher, key)
+        if value is not None and value.isdigit():
+            return int(value)
     raise ValueError(f"{teacher}/hyperparams.yaml names neither split_seed nor seed")
 
 
@@ -142,7 +157,7 @@ def main():
     yaml_path = os.path.join(ROOT, "hparams", args.corpus, "mkd.yaml")
     student = f"!include:../encoders/{args.pair}_student.yaml"
     teacher = args.teacher or os.path.join(ROOT, "results", teacher_dir.format(pair=args.pair), str(args.seeds[0]))
-    manifests = os.path.join(teacher, "manifests")
+    manifests = teacher_manifests(teacher)
     split_seed = teacher_split_seed(teacher)
     os.makedirs(args.results, exist_ok=True)
     test_csv = os.path.join(manifests, "test.csv")
