@@ -279,6 +279,28 @@ def test_a_caller_clustered_into_an_enrolled_voice_is_split_off():
     assert (split_enrolled_voice(np.concatenate([embs, other]), three, enrolled, 0.7, 0.05) == three).all()
 
 
+def test_a_voice_is_split_along_its_similarity_to_the_enrolled_one_not_its_recording_conditions():
+    """The agent and the caller clustered as one voice, each heard in two recording conditions
+    that move the voiceprints more than the two people differ: the split follows the similarity
+    to the agent's enrolled voiceprint (all caller windows split off, no agent window), not the
+    conditions."""
+    from recipes.calls.roles import similarity_cut, split_enrolled_voice
+
+    rng = np.random.default_rng(1)
+    d = 64
+    agent, ivr = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
+    caller = _unit(agent + 0.9 * _unit(rng.standard_normal(d)))
+    condition = 1.5 * _unit(rng.standard_normal(d))  # e.g. a headset and a speakerphone
+    voices = [_voices(rng, _unit(v + sign * condition), 6, 0.03) for v in (agent, caller) for sign in (1, -1)]
+    embs = np.concatenate([_voices(rng, ivr, 5, 0.05)] + voices)
+    labels = np.array([0] * 5 + [1] * 24)
+    enrolled = np.stack([_unit(_unit(agent + condition) + _unit(agent - condition)), ivr])
+    out = split_enrolled_voice(embs, labels, enrolled, threshold=0.5, margin=0.05)
+    assert (out[5:17] == 1).all() and (out[17:] == 2).all()
+    assert list(similarity_cut([0.8, 0.81, 0.79, 0.7, 0.69, 0.71])) == [1, 1, 1, 0, 0, 0]
+    assert not similarity_cut([0.5, 0.5, 0.5]).any()
+
+
 def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():
     import torch
 

@@ -12,7 +12,7 @@ exported folder without them gets these defaults)::
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
         agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
-        enrolled_split_margin: 0.05  # mono, every voice an enrolled one: a voice's half this much farther
+        enrolled_split_margin: 0.05  # mono, every voice an enrolled one: a voice's windows this much farther
                                      # from its enrolled voiceprint is split off (the caller)
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
         voiceprint: ge2e          # ge2e (the GE2E wheel's speaker encoder) | model (the profiler's encoder)

@@ -8,8 +8,8 @@
   with most speech among the others; when every voice left sounds like an enrolled one, the one
   least like them all (GE2E voiceprints of 8 kHz speech put even two different people 0.7 apart).
 - When every voice of a mono call sounds like an enrolled one, the caller's windows may have been
-  clustered into one of them: ``split_enrolled_voice`` splits off the half of a matched voice
-  that is clearly farther from its enrolled voiceprint.
+  clustered into one of them: ``split_enrolled_voice`` splits off the windows of a matched voice
+  that are clearly farther from its enrolled voiceprint.
 - ``first_speaker_role``: the first voice heard is the agent (or the caller); else ``unknown``.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from recipes.calls.diarize import centroids
 
-SPLIT_MIN_WINDOWS = 3  # each half of a split voice: at least this many windows (a 2-window half is noise)
+SPLIT_MIN_WINDOWS = 3  # each group of a split voice: at least this many windows (a 2-window group is noise)
 
 
 def match_enrolled(sims, threshold):
@@ -35,14 +35,26 @@ def match_enrolled(sims, threshold):
     return matched
 
 
+def similarity_cut(values):
+    """0/1 groups of 1-D ``values``: Otsu's cut, the threshold that minimises the summed
+    within-group squared deviation (1 = the higher group)."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n, k = len(v), np.arange(1, len(v))
+    c1, c2 = np.cumsum(v)[:-1], np.cumsum(v ** 2)[:-1]
+    low = c2 - c1 ** 2 / k
+    high = (c2[-1] + v[-1] ** 2 - c2) - (v.sum() - c1) ** 2 / (n - k)
+    i = int(np.argmin(low + high))
+    return (np.asarray(values) > (v[i] + v[i + 1]) / 2).astype(int)
+
+
 def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
     """Window labels of a mono call with one voice more when every voice sounds like an enrolled
-    one (matched to it, or at least ``threshold`` similar): the matched voice whose two halves
-    (agglomerative, cosine, average linkage) differ most in similarity to its enrolled
-    voiceprint, by at least ``margin``, loses its farther half to a new voice (``embs``: (n, D)
-    unit vectors, ``enrolled``: (E, D))."""
-    from sklearn.cluster import AgglomerativeClustering
-
+    one (matched to it, or at least ``threshold`` similar): the windows of each matched voice are
+    cut in two by their similarity to its enrolled voiceprint (``similarity_cut``: the axis that
+    tells the agent from a caller clustered into it, not, say, two recording conditions of one
+    person); the voice whose two groups' centroids differ most in that similarity, by at least
+    ``margin``, loses its farther group to a new voice (``embs``: (n, D) unit vectors,
+    ``enrolled``: (E, D))."""
     sims = enrolled @ centroids(embs, labels).T
     matched = match_enrolled(sims, threshold)
     if any(sims[:, v].max() < threshold for v in range(labels.max() + 1) if v not in matched):
@@ -52,8 +64,8 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
         idx = np.flatnonzero(labels == voice)
         if len(idx) < 2 * SPLIT_MIN_WINDOWS:
             continue
-        halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit(embs[idx]).labels_
-        if np.bincount(halves).min() < SPLIT_MIN_WINDOWS:
+        halves = similarity_cut(embs[idx] @ enrolled[a])
+        if np.bincount(halves, minlength=2).min() < SPLIT_MIN_WINDOWS:
             continue
         to_enrolled = centroids(embs[idx], halves) @ enrolled[a]
         gap = float(to_enrolled.max() - to_enrolled.min())
