@@ -328,3 +328,35 @@ def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():
     spk, notes = speakers((0.95, 10.0), (0.85, 20.0), (0.75, 6.0)), []
     assign_roles(spk, None, prints, CallOptions(), notes)
     assert [s["role"] for s in spk] == ["agent", "agent", "caller"] and "least like" in notes[0]
+
+
+def test_a_long_call_is_clustered_on_a_bounded_sample_of_its_windows(monkeypatch):
+    """Past MAX_CLUSTERED windows the voices are found on an evenly spread sample (the
+    clustering's memory grows with the square of its input), then every window goes to its
+    nearest voice: the same voices as clustering them all; a one-window flicker is smoothed."""
+    import sklearn.cluster
+
+    from recipes.calls import diarize
+
+    rng = np.random.default_rng(2)
+    d = 32
+    a, b = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
+    turns = [_voices(rng, v, 30, 0.05) for v in (a, b, a, b, a, b, a, b)]
+    embs = np.concatenate(turns)
+    truth = np.repeat([0, 1] * 4, 30)
+    sizes = []
+    real = sklearn.cluster.AgglomerativeClustering.fit
+
+    def spy(self, X, y=None):
+        sizes.append(len(X))
+        return real(self, X, y)
+
+    monkeypatch.setattr(sklearn.cluster.AgglomerativeClustering, "fit", spy)
+    everything = diarize.cluster(embs, 4, 0.3)
+    monkeypatch.setattr(diarize, "MAX_CLUSTERED", 40)
+    sampled = diarize.cluster(embs, 4, 0.3)
+    assert sizes == [240, 40]
+    assert (everything == truth).all() and (sampled == truth).all()
+    flicker = embs.copy()
+    flicker[15] = b  # one window of the other voice inside a turn of the first
+    assert (diarize.cluster(flicker, 4, 0.3) == truth).all()

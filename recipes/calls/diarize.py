@@ -1,6 +1,7 @@
 """Who speaks when in a mono call: the voiceprints of its speech windows clustered into 1 to
 ``max_speakers`` voices (scikit-learn's agglomerative clustering, cosine distance, average
-linkage, the count set by a distance threshold), tiny clusters folded into the nearest voice,
+linkage, the count set by a distance threshold; a long call's voices are found on at most
+``MAX_CLUSTERED`` windows spread over it), tiny clusters folded into the nearest voice,
 then a re-segmentation pass (each window to its nearest voice centroid, a majority vote over
 its neighbours); a speaker's segments are the speech frames inside its windows' spans (pauses
 shorter than ``segment_gap_seconds`` bridged), written as RTTM.
@@ -9,6 +10,7 @@ shorter than ``segment_gap_seconds`` bridged), written as RTTM.
 import numpy as np
 
 MIN_WINDOWS = 2  # a "voice" heard in fewer windows is folded into the nearest one
+MAX_CLUSTERED = 1000  # windows clustered at most (about 17 minutes of speech at a 1 s hop)
 
 
 def first_appearance(labels):
@@ -32,11 +34,18 @@ def cluster(embs, max_speakers=4, threshold=0.5):
     n = len(embs)
     if n < 2 or max_speakers == 1:
         return np.zeros(n, dtype=int)
+    # a long call: the voices are found on MAX_CLUSTERED windows spread evenly over it (the
+    # clustering's time and memory grow with the square of the count), then every window
+    # goes to its nearest voice
+    picked = np.unique(np.linspace(0, n - 1, min(n, MAX_CLUSTERED)).round().astype(int))
+    sample = embs[picked]
     labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                     distance_threshold=threshold).fit(embs).labels_
+                                     distance_threshold=threshold).fit(sample).labels_
     if labels.max() + 1 > max_speakers:
-        labels = AgglomerativeClustering(n_clusters=max_speakers, metric="cosine", linkage="average").fit(embs).labels_
-    labels = fold_small(embs, first_appearance(labels))
+        labels = AgglomerativeClustering(n_clusters=max_speakers, metric="cosine", linkage="average").fit(sample).labels_
+    labels = fold_small(sample, first_appearance(labels))
+    if len(picked) < n:
+        labels = first_appearance((embs @ centroids(sample, labels).T).argmax(1))
     return resegment(embs, labels)
 
 
@@ -61,11 +70,9 @@ def resegment(embs, labels, passes=2):
             break
         labels = (embs @ centroids(embs, labels).T).argmax(1)
         smooth = labels.copy()
-        for i in range(1, len(labels) - 1):
-            trio = labels[i - 1:i + 2]
-            values, counts = np.unique(trio, return_counts=True)
-            if counts.max() >= 2:
-                smooth[i] = values[counts.argmax()]
+        # a trio's majority differs from its middle only when both neighbours agree against it
+        flip = np.flatnonzero(labels[:-2] == labels[2:]) + 1
+        smooth[flip] = labels[flip - 1]
         labels = first_appearance(fold_small(embs, first_appearance(smooth)))
     return labels
 
