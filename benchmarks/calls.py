@@ -244,7 +244,7 @@ def main(argv=None):
              f"| stereo call, caller_channel | {table['stereo'][0]:.1f} | {table['stereo'][1]:.1f} |", "",
              "| goal | measured | |", "|---|---|---|",
              f"| caller gender on mono calls within {GOALS['gender_gap']:.0f} points of single-speaker | "
-             f"{-gap:+.1f} points | {verdict(gap <= GOALS['gender_gap'])} |",
+             f"{0.0 - gap:+.1f} points | {verdict(gap <= GOALS['gender_gap'])} |",
              f"| DER of mono calls <= {GOALS['der']:.0f} % (collar 0.25 s, overlap scored) | {d:.1f} % | "
              f"{verdict(d <= GOALS['der'])} ({', '.join(f'{k} {v:.1f} %' for k, v in d_parts.items())}) |",
              f"| caller assignment with one enrolled agent >= {GOALS['assign']:.0f} % | {assign:.1f} % | "
