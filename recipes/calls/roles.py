@@ -39,10 +39,10 @@ def similarity_cut(values):
     """0/1 groups of 1-D ``values``: Otsu's cut, the threshold that minimises the summed
     within-group squared deviation (1 = the higher group)."""
     v = np.sort(np.asarray(values, dtype=np.float64))
-    n, k = len(v), np.arange(1, len(v))
-    c1, c2 = np.cumsum(v)[:-1], np.cumsum(v ** 2)[:-1]
-    low = c2 - c1 ** 2 / k
-    high = (c2[-1] + v[-1] ** 2 - c2) - (v.sum() - c1) ** 2 / (n - k)
+    k = np.arange(1, len(v))  # values in the lower group, for each cut
+    s1, s2 = np.cumsum(v), np.cumsum(v ** 2)
+    low = s2[:-1] - s1[:-1] ** 2 / k
+    high = (s2[-1] - s2[:-1]) - (s1[-1] - s1[:-1]) ** 2 / (len(v) - k)
     i = int(np.argmin(low + high))
     return (np.asarray(values) > (v[i] + v[i + 1]) / 2).astype(int)
 
@@ -64,13 +64,13 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
         idx = np.flatnonzero(labels == voice)
         if len(idx) < 2 * SPLIT_MIN_WINDOWS:
             continue
-        halves = similarity_cut(embs[idx] @ enrolled[a])
-        if np.bincount(halves, minlength=2).min() < SPLIT_MIN_WINDOWS:
+        groups = similarity_cut(embs[idx] @ enrolled[a])
+        if np.bincount(groups, minlength=2).min() < SPLIT_MIN_WINDOWS:
             continue
-        to_enrolled = centroids(embs[idx], halves) @ enrolled[a]
+        to_enrolled = centroids(embs[idx], groups) @ enrolled[a]
         gap = float(to_enrolled.max() - to_enrolled.min())
         if gap >= margin and (best is None or gap > best[0]):
-            best = gap, idx[halves == int(to_enrolled.argmin())]
+            best = gap, idx[groups == int(to_enrolled.argmin())]
     if best is None:
         return labels
     out = labels.copy()
