@@ -11,6 +11,7 @@ the scripts as ``benchmarks.<script>``.
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -171,3 +172,20 @@ def write_markdown(path, lines, echo=True):
     if echo:
         print(text)
     return text
+
+
+def teacher_hparam(teacher, key):
+    """A top-level value of a trained folder's hyperparams.yaml (None when absent)."""
+    with open(os.path.join(teacher, "hyperparams.yaml")) as f:
+        m = re.search(rf"^{key}: (.+)$", f.read(), re.M)
+    return m.group(1).strip() if m else None
+
+
+def teacher_manifests(teacher):
+    """The manifest folder a teacher was trained on: its own manifests/, or the folder its
+    run named with --manifest_folder (resolved from the repository root, like train.py)."""
+    own = os.path.join(teacher, "manifests")
+    named = teacher_hparam(teacher, "manifest_folder")
+    if os.path.isdir(own) or not named:
+        return own
+    return named if os.path.isabs(named) else os.path.join(ROOT, named)

@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 from benchmarks.common import (ROOT, SO_DATA, SMOKE_DATA, command_item, demo_model, machine, run_once,  # noqa: E402
-                               table_path, write_markdown)
+                               table_path, teacher_manifests, write_markdown)
 from recipes.compression.report import count_params, dense_file_bytes, forward_latency  # noqa: E402
 from recipes.compression.sparse import to_sparse_compute  # noqa: E402
 from recipes.inference.interface import SpeakerProfilerInterface  # noqa: E402
@@ -134,7 +134,7 @@ def refresh_latency(m, folder, args, path):
 
 def common_args(args, teacher):
     data = SMOKE_DATA + [f"--data_folder={args.results}/demo"] if args.smoke else []
-    return [f"--teacher_folder={teacher}", f"--manifest_folder={teacher}/manifests", f"--seed={args.seed}",
+    return [f"--teacher_folder={teacher}", f"--manifest_folder={teacher_manifests(teacher)}", f"--seed={args.seed}",
             f"--lr={args.lr}", "--noprogressbar", *data]
 
 
@@ -172,7 +172,7 @@ def prune_row(args, teacher, source, metric="mean_f1"):
     tag = "" if metric == "mean_f1" else f"_{metric}"
     out = os.path.join(args.results, f"{args.pair}_pruned{tag}", str(args.seed))
     cmd = [sys.executable, "prune.py", *yaml_of(args, "prune"), f"--model_folder={source}", f"--output_folder={out}",
-           f"--manifest_folder={teacher}/manifests", f"--max_rounds={args.prune_rounds}", f"--stop_metric={metric}",
+           f"--manifest_folder={teacher_manifests(teacher)}", f"--max_rounds={args.prune_rounds}", f"--stop_metric={metric}",
            f"--epochs_per_round={args.prune_epochs_per_round}", f"--f1_tolerance={args.prune_tolerance}",
            f"--lr={args.lr / 10}", f"--latency_seconds={args.latency_seconds}",
            f"--latency_repeats={args.latency_repeats}", "--latency_batches=[1,32]", "--noprogressbar"]

@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 
 import torch
@@ -28,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
 from benchmarks.common import (CV_DATA, ROOT, SO_DATA, argv_without, cached_json, command_item, machine,  # noqa: E402
-                               read_csv, run_logged, script_command, table_path, write_markdown)
+                               read_csv, run_logged, script_command, table_path, teacher_hparam, teacher_manifests,
+                               write_markdown)
 from recipes.adaptation import adapt_normalizer  # noqa: E402
 from recipes.data.pipelines import SkipBadCollate, make_dataset  # noqa: E402
 from recipes.config.recipe_yaml import load_recipe  # noqa: E402
@@ -95,23 +95,6 @@ def check_unseen(teacher, test_csv):
     seen = speakers(test_csv) & speakers(os.path.join(teacher, "manifests", "train.csv"))
     if seen:
         raise ValueError(f"{teacher} trained on {len(seen)} speaker(s) of {test_csv}: its row would not be a test")
-
-
-def teacher_hparam(teacher, key):
-    """A top-level value of a trained folder's hyperparams.yaml (None when absent)."""
-    with open(os.path.join(teacher, "hyperparams.yaml")) as f:
-        m = re.search(rf"^{key}: (.+)$", f.read(), re.M)
-    return m.group(1).strip() if m else None
-
-
-def teacher_manifests(teacher):
-    """The manifest folder a teacher was trained on: its own manifests/, or the folder its
-    run named with --manifest_folder (resolved from the repository root, like train.py)."""
-    own = os.path.join(teacher, "manifests")
-    named = teacher_hparam(teacher, "manifest_folder")
-    if os.path.isdir(own) or not named:
-        return own
-    return named if os.path.isabs(named) else os.path.join(ROOT, named)
 
 
 def teacher_split_seed(teacher):
