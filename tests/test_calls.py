@@ -317,8 +317,8 @@ def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():
     prints = {"agent": torch.tensor(a, dtype=torch.float)}
 
     def speakers(*voices):
-        return [{"channel": None, "voiceprint": near(cos), "speech_seconds": sec, "segments": [[i, i + 1]]}
-                for i, (cos, sec) in enumerate(voices)]
+        return [{"channel": None, "voiceprint": near(cos), "speech_seconds": sec, "windows": int(sec),
+                 "segments": [[i, i + 1]]} for i, (cos, sec) in enumerate(voices)]
 
     # the agent in two recording conditions (0.95 and 0.8 like its enrolment) and the caller (0.5)
     spk, notes = speakers((0.95, 10.0), (0.8, 20.0), (0.5, 6.0)), []
@@ -328,6 +328,14 @@ def test_the_caller_is_the_voice_farthest_from_the_enrolled_ones():
     spk, notes = speakers((0.95, 10.0), (0.85, 20.0), (0.75, 6.0)), []
     assign_roles(spk, None, prints, CallOptions(), notes)
     assert [s["role"] for s in spk] == ["agent", "agent", "caller"] and "least like" in notes[0]
+    # a 2-window fragment less like the agent than a 12-window voice (its caller clustered with
+    # some of the agent's windows) is not taken for the caller; alone, it would be
+    spk = speakers((0.95, 10.0), (0.76, 12.0), (0.7, 2.0))
+    assign_roles(spk, None, prints, CallOptions(), [])
+    assert [s["role"] for s in spk] == ["agent", "caller", "agent"]
+    spk = speakers((0.95, 10.0), (0.7, 2.0))
+    assign_roles(spk, None, prints, CallOptions(), [])
+    assert [s["role"] for s in spk] == ["agent", "caller"]
 
 
 def test_a_long_call_is_clustered_on_a_bounded_sample_of_its_windows(monkeypatch):

@@ -170,7 +170,7 @@ class CallSession:
         if self.caller is not None and (mono or self.caller >= n_channels):
             self.notes.append(f"caller_channel {caller_channel} ignored: the call is mono")
             self.caller = None
-        self.agent_prints = self.voiceprints.enrol(agents) if agents else {}
+        self.agent_prints = self.voiceprints.enrol(agents, self.opts.window_seconds) if agents else {}
         self.online = {}  # stream -> voice centroids of the running (online) assignment
 
     def add_block(self, offset, x):
@@ -230,6 +230,7 @@ class CallSession:
                                  "channel": None if self.mono else stream,
                                  "speech_seconds": round(sum(b - a for a, b in segs), 3), "segments": segs,
                                  "voiceprint": torch.nn.functional.normalize(prints[sel].mean(0), dim=0),
+                                 "windows": int(sel.sum()),
                                  **speaker_record(self.profiler, probs, emb, sel, len(times))})
         assign_roles(speakers, self.caller, self.agent_prints, self.opts, self.notes)
         if rttm:
@@ -242,7 +243,7 @@ class CallSession:
                 self.notes.append("no speech in the call")
             return [{**base, "speaker": None, "role": None, "speech_seconds": 0.0, "segments": [], "confidence": None,
                      **self.profiler._result(None, None, 0, 0)}]
-        return [{**base, **{k: v for k, v in s.items() if k != "voiceprint"}} for s in speakers]
+        return [{**base, **{k: v for k, v in s.items() if k not in ("voiceprint", "windows")}} for s in speakers]
 
 
 def profile_call(profiler, path, caller_channel=None, agents=None, options=None, rttm=None):

@@ -2,7 +2,7 @@
 exported folder without them gets these defaults)::
 
     call: !new:recipes.calls.options.CallOptions
-        window_seconds: 2.0       # speech windows profiled and embedded ...
+        window_seconds: 1.6       # speech windows profiled and embedded (one GE2E partial) ...
         hop_seconds: 1.0          # ... every hop
         min_window_seconds: 0.5   # shorter stretches of speech are left out
         fill_gap_seconds: 1.0     # mono: pauses this short inside speech belong to the turn
@@ -11,7 +11,7 @@ exported folder without them gets these defaults)::
         dominance_db: 10.0        # stereo: the other channel's speech is crosstalk when this much quieter
         max_speakers: 4           # mono: speakers estimated between 1 and this
         cluster_threshold: 0.3    # mono: cosine distance that separates two voices (GE2E on real speech)
-        agent_threshold: 0.7      # an enrolled agent's voice: cosine similarity at least this
+        agent_threshold: 0.66     # an enrolled agent's voice: cosine similarity at least this
         enrolled_split_margin: 0.05  # mono, every voice an enrolled one: a voice's windows this much farther
                                      # from its enrolled voiceprint is split off (the caller)
         first_speaker_role: null  # or agent / caller: the role of the speaker heard first
@@ -31,7 +31,7 @@ ROLES = ("caller", "agent", "unknown")
 @dataclass
 class CallOptions(YamlOptions):
     WHAT = "call options"
-    window_seconds: float = 2.0
+    window_seconds: float = 1.6
     hop_seconds: float = 1.0
     min_window_seconds: float = 0.5
     fill_gap_seconds: float = 1.0
@@ -40,7 +40,7 @@ class CallOptions(YamlOptions):
     dominance_db: float = 10.0
     max_speakers: int = 4
     cluster_threshold: float = 0.3
-    agent_threshold: float = 0.7
+    agent_threshold: float = 0.66
     enrolled_split_margin: float = 0.05
     first_speaker_role: str = None
     voiceprint: str = "ge2e"

@@ -7,6 +7,8 @@
   heard in another recording condition) is the call center's side too. The caller is the voice
   with most speech among the others; when every voice left sounds like an enrolled one, the one
   least like them all (GE2E voiceprints of 8 kHz speech put even two different people 0.7 apart).
+  A voice of fewer than ``CALLER_MIN_WINDOWS`` windows (a stray fragment of the agent, say) is the caller
+  only when no larger voice is left.
 - When every voice of a mono call sounds like an enrolled one, the caller's windows may have been
   clustered into one of them: ``split_enrolled_voice`` splits off the windows of a matched voice
   that are clearly farther from its enrolled voiceprint.
@@ -18,7 +20,7 @@ import torch
 
 from recipes.calls.diarize import centroids
 
-SPLIT_MIN_WINDOWS = 3  # each group of a split voice: at least this many windows (a 2-window group is noise)
+CALLER_MIN_WINDOWS = 3  # a caller, and each group of a split voice: at least this many windows (2 are noise)
 
 
 def match_enrolled(sims, threshold):
@@ -62,10 +64,10 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
     best = None
     for voice, a in matched.items():
         idx = np.flatnonzero(labels == voice)
-        if len(idx) < 2 * SPLIT_MIN_WINDOWS:
+        if len(idx) < 2 * CALLER_MIN_WINDOWS:
             continue
         groups = similarity_cut(embs[idx] @ enrolled[a])
-        if np.bincount(groups, minlength=2).min() < SPLIT_MIN_WINDOWS:
+        if np.bincount(groups, minlength=2).min() < CALLER_MIN_WINDOWS:
             continue
         to_enrolled = centroids(embs[idx], groups) @ enrolled[a]
         gap = float(to_enrolled.max() - to_enrolled.min())
@@ -80,7 +82,7 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
 
 def assign_roles(speakers, caller, agent_prints, opts, notes):
     """Sets ``role`` (caller / agent / unknown) and, for an enrolled agent, ``agent`` on each
-    speaker dict (``channel``, ``voiceprint``, ``speech_seconds``, ``segments``)."""
+    speaker dict (``channel``, ``voiceprint``, ``windows``, ``speech_seconds``, ``segments``)."""
     for s in speakers:
         s["role"], s["agent"] = "unknown", None
     if not speakers:
@@ -100,6 +102,7 @@ def assign_roles(speakers, caller, agent_prints, opts, notes):
         if not free:
             notes.append("every voice matches an enrolled agent: no caller found")
             return
+        free = [s for s in free if s["windows"] >= CALLER_MIN_WINDOWS] or free
         unlike = [s for s in free if s["agent_similarity"] < opts.agent_threshold]
         if unlike:
             callr = max(unlike, key=lambda s: s["speech_seconds"])

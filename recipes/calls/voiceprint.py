@@ -76,9 +76,10 @@ class Voiceprints:
             out.append(torch.nn.functional.normalize(emb.float().cpu(), dim=1))
         return torch.cat(out) if out else torch.zeros(0, 1)
 
-    def enrol(self, folder):
+    def enrol(self, folder, seconds=2.0):
         """{agent name: unit voiceprint} of a folder of agent recordings (one file or a
-        sub-folder of files per agent; the name is the file stem or the sub-folder)."""
+        sub-folder of files per agent; the name is the file stem or the sub-folder), from windows
+        of ``seconds`` (the call's own window length: a print of other windows sits farther away)."""
         if not os.path.isdir(folder):
             raise AudioError(f"agents folder {folder} not found (a folder of agent recordings)")
         files = {}
@@ -91,14 +92,15 @@ class Voiceprints:
             raise AudioError(f"agents folder {folder} holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
         prints = {}
         for name, paths in files.items():
-            windows = [w for p in paths for w in _speech_windows(load_audio(p, self.sample_rate), self.sample_rate)]
+            windows = [w for p in paths for w in _speech_windows(load_audio(p, self.sample_rate), self.sample_rate,
+                                                                 seconds)]
             if windows:
                 prints[name] = torch.nn.functional.normalize(self.embed(windows).mean(0), dim=0)
         return prints
 
 
 def _speech_windows(wav, sample_rate, seconds=2.0):
-    """2 s windows of a recording's speech (the speech decision of recipes/data/speech.py)."""
+    """Windows of ``seconds`` of a recording's speech (the speech decision of recipes/data/speech.py)."""
     from recipes.data.speech import keep_speech
 
     speech = keep_speech(wav, sample_rate)
