@@ -9,7 +9,7 @@
   least like them all (GE2E voiceprints of 8 kHz speech put even two different people 0.7 apart).
   A voice of fewer than ``CALLER_MIN_WINDOWS`` windows (a stray fragment of the agent, say) is the caller
   only when no larger voice is left.
-- When every voice of a mono call sounds like an enrolled one, the caller's windows may have been
+- When every voice of a mono call is matched to an enrolled one, the caller's windows were
   clustered into one of them: ``split_enrolled_voice`` splits off the windows of a matched voice
   that are clearly farther from its enrolled voiceprint.
 - ``first_speaker_role``: the first voice heard is the agent (or the caller); else ``unknown``.
@@ -50,8 +50,10 @@ def similarity_cut(values):
 
 
 def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
-    """Window labels of a mono call with one voice more when every voice sounds like an enrolled
-    one (matched to it, or at least ``threshold`` similar): the windows of each matched voice are
+    """Window labels of a mono call with one voice more when every voice is an enrolled one: matched
+    to it, or a piece of it (within ``margin`` as like its enrolled voiceprint as the matched voice).
+    Another voice heard, however like an enrolled one it sounds, is where the caller is (a split
+    would mostly cut a fragment off the agent's voice). The windows of each matched voice are
     cut in two by their similarity to its enrolled voiceprint (``similarity_cut``: the axis that
     tells the agent from a caller clustered into it, not, say, two recording conditions of one
     person); the voice whose two groups' centroids differ most in that similarity, by at least
@@ -59,8 +61,12 @@ def split_enrolled_voice(embs, labels, enrolled, threshold, margin):
     ``enrolled``: (E, D))."""
     sims = enrolled @ centroids(embs, labels).T
     matched = match_enrolled(sims, threshold)
-    if any(sims[:, v].max() < threshold for v in range(labels.max() + 1) if v not in matched):
-        return labels  # a voice unlike the enrolled ones was heard
+    matched_sim = {a: sims[a, v] for v, a in matched.items()}
+    for v in range(labels.max() + 1):
+        a = int(sims[:, v].argmax())
+        if v not in matched and (sims[a, v] < threshold or a not in matched_sim
+                                 or sims[a, v] < matched_sim[a] - margin):
+            return labels  # a voice besides the enrolled ones (not a piece of one) was heard
     best = None
     for voice, a in matched.items():
         idx = np.flatnonzero(labels == voice)
