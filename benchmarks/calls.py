@@ -268,7 +268,8 @@ def main(argv=None):
              "", ivr_line]
     if args.out == "calls.md":
         lines += ["", "The same measured on 24 other calls: [calls_seed1.md](calls_seed1.md) "
-                  "(`python benchmarks/calls.py --calls 24 --seed 1 --out calls_seed1.md`)."]
+                  "(`python benchmarks/calls.py --calls 24 --seed 1 --out calls_seed1.md"
+                  + "".join(f" --call {kv}" for kv in args.call) + "`)."]
     write_markdown(table_path(args.out), lines)
 
 
