@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from speechbrain.lobes.features import Fbank  # noqa: E402
 
-from benchmarks.common import ROOT, read_csv, table_path, write_markdown  # noqa: E402
+from benchmarks.common import ROOT, read_csv, script_command, table_path, write_markdown  # noqa: E402
 from recipes.data.audio import load_audio  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main():
     text = ("# Logistic regression on utterance Fbank statistics (speechocean762-8k test split)\n\n"
             "Same labels, bins (hparams/labels/speechocean762.yaml) and speaker split as the core recipe; "
             "80 log-mel means + stds per utterance, standardised, L2 logistic regression (C=0.1).\n\n"
-            + "\n".join(lines) + "\n\nCommand: `python benchmarks/fbank_lr_baseline.py`\n")
+            + "\n".join(lines) + f"\n\nCommand: `{script_command(__file__, *sys.argv[1:])}`\n")
     write_markdown(table_path("fbank_lr_baseline.md"), text)
 
 
