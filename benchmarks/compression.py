@@ -134,7 +134,7 @@ def refresh_latency(m, folder, args, path):
 
 def common_args(args, teacher):
     data = SMOKE_DATA + [f"--data_folder={args.results}/demo"] if args.smoke else []
-    return [f"--teacher_folder={teacher}", f"--manifest_folder={teacher_manifests(teacher)}", f"--seed={args.seed}",
+    return [f"--teacher_folder={teacher}", f"--manifest_folder={args.manifests}", f"--seed={args.seed}",
             f"--lr={args.lr}", "--noprogressbar", *data]
 
 
@@ -172,7 +172,7 @@ def prune_row(args, teacher, source, metric="mean_f1"):
     tag = "" if metric == "mean_f1" else f"_{metric}"
     out = os.path.join(args.results, f"{args.pair}_pruned{tag}", str(args.seed))
     cmd = [sys.executable, "prune.py", *yaml_of(args, "prune"), f"--model_folder={source}", f"--output_folder={out}",
-           f"--manifest_folder={teacher_manifests(teacher)}", f"--max_rounds={args.prune_rounds}", f"--stop_metric={metric}",
+           f"--manifest_folder={args.manifests}", f"--max_rounds={args.prune_rounds}", f"--stop_metric={metric}",
            f"--epochs_per_round={args.prune_epochs_per_round}", f"--f1_tolerance={args.prune_tolerance}",
            f"--lr={args.lr / 10}", f"--latency_seconds={args.latency_seconds}",
            f"--latency_repeats={args.latency_repeats}", "--latency_batches=[1,32]", "--noprogressbar"]
@@ -229,6 +229,7 @@ def main():
     teacher = os.path.abspath(teacher)
     if not os.path.isfile(os.path.join(teacher, "results.json")):
         sys.exit(f"error: {teacher}/results.json not found: train the teacher first (benchmarks/core_recipe.py)")
+    args.manifests = teacher_manifests(teacher)  # the teacher's speakers: every student trains and tests on them
     path = (os.path.join(args.results, "compression_demo.md") if args.smoke
             else table_path(f"compression_{args.pair}.md"))
     teacher_cache = os.path.join(args.results, f"{args.pair}_teacher_metrics.json")

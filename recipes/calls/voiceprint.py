@@ -76,7 +76,7 @@ class Voiceprints:
             out.append(torch.nn.functional.normalize(emb.float().cpu(), dim=1))
         return torch.cat(out) if out else torch.zeros(0, 1)
 
-    def enrol(self, folder, seconds=2.0):
+    def enrol(self, folder, seconds):
         """{agent name: unit voiceprint} of a folder of agent recordings (one file or a
         sub-folder of files per agent; the name is the file stem or the sub-folder), from windows
         of ``seconds`` (the call's own window length: a print of other windows sits farther away)."""
@@ -99,7 +99,7 @@ class Voiceprints:
         return prints
 
 
-def _speech_windows(wav, sample_rate, seconds=2.0):
+def _speech_windows(wav, sample_rate, seconds):
     """Windows of ``seconds`` of a recording's speech (the speech decision of recipes/data/speech.py)."""
     from recipes.data.speech import keep_speech
 
